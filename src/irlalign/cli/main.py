@@ -1,0 +1,51 @@
+"""`irlalign <command>`: one entry point with an explicit table of commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from irlalign import __version__
+from irlalign.cli import quickstart, synthetic
+
+# command name -> (help, add_arguments(parser) that sets `func`)
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "quickstart": (
+        "build the synthetic benchmark and print the comparison table",
+        quickstart.add_arguments,
+    ),
+    "synthetic": ("build and evaluate on the synthetic benchmark", synthetic.add_arguments),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="irlalign",
+        description="Align language models with inverse reinforcement learning.",
+    )
+    parser.add_argument("--version", action="version", version=f"irlalign {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name, (help_text, add) in COMMANDS.items():
+        add(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"irlalign: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

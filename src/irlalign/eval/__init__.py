@@ -1,0 +1,1 @@
+"""Evaluation utilities: diversity, BLEU and correlation metrics."""

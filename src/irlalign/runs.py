@@ -1,0 +1,76 @@
+"""The run-folder contract: every run writes `config.yaml`, `env.json`, `metrics.jsonl`,
+`eval.json` (and `checkpoints/`, `round_<k>/` where it has them). Reports read only these files.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PACKAGES = ("irlalign", "torch", "transformers", "accelerate", "datasets", "peft", "trl")
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def git_revision() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment(seed: int | None) -> dict[str, Any]:
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": {name: _version(name) for name in PACKAGES},
+        "seed": seed,
+        "device": device,
+        "cuda_devices": torch.cuda.device_count(),
+        "torch_threads": torch.get_num_threads(),
+        "git_revision": git_revision(),
+        "command": sys.argv,
+    }
+
+
+class RunFolder:
+    """Creates the folder and writes the contract's files."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        (self.path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def write_env(self, seed: int | None) -> None:
+        (self.path / "env.json").write_text(json.dumps(environment(seed), indent=2))
+
+    def log_metrics(self, metrics: dict[str, Any]) -> None:
+        with open(self.path / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+
+    def write_eval(self, results: dict[str, Any]) -> None:
+        (self.path / "eval.json").write_text(json.dumps(results, indent=2))

@@ -1,0 +1,137 @@
+"""The benchmark's datasets in the library's standard formats (spec section 4).
+
+Each writer draws from its own seeded random stream, so a dataset is a pure function of
+(config, seed) whichever other datasets are written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from datasets import Dataset, DatasetDict
+
+from irlalign.synthetic import oracle
+from irlalign.synthetic.language import Task
+from irlalign.synthetic.text import Prompts, prompt_text, response_text, sample_prompts
+
+STREAMS = {"pretrain": 1, "demos": 2, "preferences": 3, "eval_prompts": 4}
+
+
+def stream(task: Task, name: str, split: str = "train") -> np.random.Generator:
+    return np.random.default_rng([task.config.seed, STREAMS[name], split == "test"])
+
+
+def policy_sources(task: Task) -> dict[str, np.ndarray]:
+    """Named tabular policies: π_ref at temperatures, partial experts, π* and its styled twin."""
+    cfg = task.config
+    sources = {f"ref_T{t:g}": task.ref_table(t) for t in cfg.ref_temperatures}
+    sources.update({f"beta_{b:g}": oracle.expert(task, b).policy for b in cfg.partial_betas})
+    expert = oracle.expert(task).policy
+    sources["expert"] = expert
+    sources["styled"] = oracle.styled(expert, task.synonym_pairs(), cfg.style_factor)
+    return sources
+
+
+def sample_texts(
+    task: Task, policy: np.ndarray, prompts: Prompts, rng: np.random.Generator
+) -> tuple[list, list, list]:
+    """Prompt strings, response strings and true returns for one sample per prompt."""
+    reward = task.reward_table()
+    actions = oracle.sample(policy, prompts.topics, prompts.last_words, rng)
+    returns = [
+        float(oracle.sequence_rewards(reward, k, w, a).sum())
+        for k, w, a in zip(prompts.topics, prompts.last_words, actions, strict=True)
+    ]
+    texts = [prompt_text(task, k, w) for k, w in zip(prompts.topics, prompts.words, strict=True)]
+    return texts, [response_text(task, a) for a in actions], returns
+
+
+def pretrain_split(task: Task, split: str) -> Dataset:
+    n = task.config.n_pretrain if split == "train" else task.config.n_pretrain_test
+    rng = stream(task, "pretrain", split)
+    prompts, responses, _ = sample_texts(task, task.ref_table(), sample_prompts(task, n, rng), rng)
+    return Dataset.from_dict(
+        {"text": [f"{p} {r}" for p, r in zip(prompts, responses, strict=True)]}
+    )
+
+
+def demos_split(task: Task, split: str) -> Dataset:
+    cfg = task.config
+    n = cfg.n_demos if split == "train" else cfg.n_demos_test
+    rng = stream(task, "demos", split)
+    policy = policy_sources(task)[cfg.demonstrator]
+    prompts, responses, returns = sample_texts(task, policy, sample_prompts(task, n, rng), rng)
+    return Dataset.from_dict(
+        {
+            "prompt": prompts,
+            "completion": responses,
+            "true_return": returns,
+            "source": [cfg.demonstrator] * n,
+        }
+    )
+
+
+def preferences_split(task: Task, split: str) -> Dataset:
+    """Pairs from a mixture of sources, labelled by a Bradley–Terry draw on the true returns."""
+    cfg = task.config
+    n = cfg.n_preferences if split == "train" else cfg.n_preferences_test
+    rng = stream(task, "preferences", split)
+    sources = policy_sources(task)
+    names = [k for k in sources if k.startswith(("ref_", "beta_"))]
+    prompts = sample_prompts(task, n, rng)
+    pick = rng.integers(0, len(names), size=(n, 2))
+    sides = []
+    for side in range(2):
+        texts, returns = [None] * n, np.zeros(n)
+        for j, name in enumerate(names):
+            idx = np.flatnonzero(pick[:, side] == j)
+            _, resp, ret = sample_texts(task, sources[name], prompts.subset(idx), rng)
+            for i, r, g in zip(idx, resp, ret, strict=True):
+                texts[i], returns[i] = r, g
+        sides.append((texts, returns))
+    (a_txt, a_ret), (b_txt, b_ret) = sides
+    p_first = 1.0 / (1.0 + np.exp(-(a_ret - b_ret) / cfg.label_temperature))
+    first = rng.random(n) < p_first
+    src = np.array(names)[pick]
+    return Dataset.from_dict(
+        {
+            "prompt": [
+                prompt_text(task, k, w) for k, w in zip(prompts.topics, prompts.words, strict=True)
+            ],
+            "chosen": [a if f else b for a, b, f in zip(a_txt, b_txt, first, strict=True)],
+            "rejected": [b if f else a for a, b, f in zip(a_txt, b_txt, first, strict=True)],
+            "chosen_source": np.where(first, src[:, 0], src[:, 1]).tolist(),
+            "rejected_source": np.where(first, src[:, 1], src[:, 0]).tolist(),
+            "chosen_return": np.where(first, a_ret, b_ret).tolist(),
+            "rejected_return": np.where(first, b_ret, a_ret).tolist(),
+        }
+    )
+
+
+def eval_prompts(task: Task) -> Prompts:
+    """Held-out prompts: drawn from their own stream, excluding prompts seen in the demos."""
+    seen = set(list(demos_split(task, "train")["prompt"]))
+    rng = stream(task, "eval_prompts", "test")
+    need = task.config.n_eval_prompts
+    pool = sample_prompts(task, 4 * need, rng)
+    texts = [prompt_text(task, k, w) for k, w in zip(pool.topics, pool.words, strict=True)]
+    keep = [i for i, t in enumerate(texts) if t not in seen][:need]
+    if len(keep) < need:
+        raise ValueError("could not draw enough held-out eval prompts; raise the vocabulary")
+    return pool.subset(np.array(keep))
+
+
+def write_datasets(task: Task, out: Path) -> dict[str, int]:
+    """Save every dataset under `out/<name>` with `save_to_disk`; return the row counts."""
+    counts = {}
+    builders = {"pretrain": pretrain_split, "demos": demos_split, "preferences": preferences_split}
+    for name, build in builders.items():
+        dd = DatasetDict({split: build(task, split) for split in ("train", "test")})
+        dd.save_to_disk(str(out / name))
+        counts.update({f"{name}/{s}": len(d) for s, d in dd.items()})
+    prompts = eval_prompts(task)
+    texts = [prompt_text(task, k, w) for k, w in zip(prompts.topics, prompts.words, strict=True)]
+    Dataset.from_dict({"prompt": texts}).save_to_disk(str(out / "eval_prompts"))
+    counts["eval_prompts"] = len(texts)
+    return counts

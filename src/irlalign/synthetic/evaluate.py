@@ -1,0 +1,108 @@
+"""Exact and Monte-Carlo metrics of the benchmark (spec section 7)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from irlalign.eval.metrics import distinct_n, mean_and_se, pairwise_accuracy, self_bleu, spearman
+from irlalign.synthetic import oracle
+from irlalign.synthetic.language import Task
+from irlalign.synthetic.model import action_token_ids
+from irlalign.synthetic.sampling import Samples
+from irlalign.synthetic.text import Prompts, parse_prompt, parse_response
+
+ScoreFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]
+
+
+def exact_returns(task: Task, policy: np.ndarray, prompts: Prompts) -> np.ndarray:
+    """Exact expected return of a tabular policy from each prompt."""
+    values = oracle.policy_values(policy, task.reward_table())
+    return oracle.start_values(values, prompts.topics, prompts.last_words)
+
+
+def policy_metrics(task: Task, prompts: Prompts, samples: Samples) -> dict[str, float]:
+    """Gold return (± SE over prompts), normalised score, KLs and diversity of samples."""
+    reward, ref = task.reward_table(), task.ref_table()
+    expert = oracle.expert(task).policy
+    topics, last = prompts.topics[samples.prompt_index], prompts.last_words[samples.prompt_index]
+    rows = list(zip(topics, last, samples.actions, samples.logp, strict=True))
+    returns = np.array([oracle.sequence_rewards(reward, k, w, a).sum() for k, w, a, _ in rows])
+    kl_ref = [lp.sum() - oracle.sequence_log_probs(ref, k, w, a).sum() for k, w, a, lp in rows]
+    kl_exp = [lp.sum() - oracle.sequence_log_probs(expert, k, w, a).sum() for k, w, a, lp in rows]
+    per_prompt = np.bincount(samples.prompt_index, weights=returns, minlength=len(prompts))
+    per_prompt /= np.bincount(samples.prompt_index, minlength=len(prompts))
+    gold, gold_se = mean_and_se(per_prompt)
+    r_ref = float(exact_returns(task, ref, prompts).mean())
+    r_exp = float(exact_returns(task, expert, prompts).mean())
+    words = [[task.words[i] for i in a[:-1]] for a in samples.actions]
+    groups: dict[int, list] = {}
+    for i, w in zip(samples.prompt_index, words, strict=True):
+        groups.setdefault(int(i), []).append(w)
+    return {
+        "gold_return": gold,
+        "gold_return_se": gold_se,
+        "ref_return": r_ref,
+        "expert_return": r_exp,
+        "normalised_score": (gold - r_ref) / (r_exp - r_ref),
+        "normalised_score_se": gold_se / abs(r_exp - r_ref),
+        "kl_ref": float(np.mean(kl_ref)),
+        "kl_expert": float(np.mean(kl_exp)),
+        "distinct_1": distinct_n(words, 1),
+        "distinct_2": distinct_n(words, 2),
+        "self_bleu": self_bleu(list(groups.values())),
+        "entropy": float(np.concatenate(samples.entropy).mean()),
+        "mean_length": float(np.mean([len(a) for a in samples.actions])),
+        "n_samples": len(samples.actions),
+        "n_prompts": len(prompts),
+        **samples.extra,
+    }
+
+
+@torch.no_grad()
+def reference_kl(model, tokenizer, task: Task, texts: Sequence[str]) -> float:
+    """Exact KL(π_ref ‖ model) per response token, averaged over held-out `prompt response` texts.
+
+    At every response state the model's full next-token distribution is compared with the
+    tabular π_ref row; mass the model puts on non-action tokens counts against it.
+    """
+    ref, act_ids = task.ref_table(), torch.as_tensor(action_token_ids(task))
+    total, count = 0.0, 0
+    for start in range(0, len(texts), 256):
+        chunk = texts[start : start + 256]
+        tokenizer.padding_side = "right"
+        enc = tokenizer(list(chunk), add_special_tokens=False, padding=True, return_tensors="pt")
+        logq = torch.log_softmax(model(**enc.to(model.device)).logits.float(), -1).cpu()
+        for row, text in enumerate(chunk):
+            prompt, _, response = text.partition(" <sep> ")
+            topic, words = parse_prompt(task, prompt + " <sep>")
+            actions = parse_response(task, response)
+            sep = len(words) + 2  # position of <sep>: it predicts the first response token
+            prev = np.concatenate([[words[-1]], actions[:-1]])
+            t = np.arange(len(actions))
+            p_ref = torch.as_tensor(ref[t, topic, prev])  # (n, A)
+            log_q = logq[row, sep + t][:, act_ids].double()
+            with np.errstate(divide="ignore"):
+                log_p = torch.log(p_ref)
+            terms = torch.where(p_ref > 0, p_ref * (log_p - log_q), torch.zeros_like(p_ref))
+            total += float(terms.sum())
+            count += len(actions)
+    return total / count
+
+
+def reward_model_metrics(task_prefs, score: ScoreFn) -> dict[str, float]:
+    """Pairwise accuracy against the true ordering and Spearman with the true return."""
+    prompts = list(task_prefs["prompt"])
+    chosen, rejected = list(task_prefs["chosen"]), list(task_prefs["rejected"])
+    s_c = np.asarray(score(prompts, chosen), dtype=float)
+    s_r = np.asarray(score(prompts, rejected), dtype=float)
+    g_c = np.asarray(task_prefs["chosen_return"], dtype=float)
+    g_r = np.asarray(task_prefs["rejected_return"], dtype=float)
+    return {
+        "pairwise_accuracy": pairwise_accuracy(s_c, s_r, g_c, g_r),
+        "label_accuracy": float(np.mean(s_c > s_r)),
+        "spearman": spearman(np.concatenate([s_c, s_r]), np.concatenate([g_c, g_r])),
+        "n_pairs": len(prompts),
+    }

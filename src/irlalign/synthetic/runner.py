@@ -1,0 +1,59 @@
+"""Task-folder level entry points used by the CLI and the quickstart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datasets import load_from_disk
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from irlalign.modeling.reward import RewardModel, load_reward_model
+from irlalign.synthetic import evaluate
+from irlalign.synthetic.build import load_eval_prompts, load_task
+from irlalign.synthetic.datasets import policy_sources
+from irlalign.synthetic.sampling import sample_model, sample_tabular
+
+ORACLE_PREFIX = "oracle:"
+
+
+def oracle_names(task_dir: str | Path) -> list[str]:
+    return [ORACLE_PREFIX + name for name in policy_sources(load_task(task_dir))]
+
+
+def eval_policy(task_dir: str | Path, policy: str, samples: int = 4, seed: int = 0) -> dict:
+    """Metrics of a causal-LM checkpoint folder, or of a tabular policy named `oracle:<name>`.
+
+    `samples` responses are drawn per held-out eval prompt.
+    """
+    task = load_task(task_dir)
+    prompts = load_eval_prompts(task, task_dir)
+    if policy.startswith(ORACLE_PREFIX):
+        tables = policy_sources(task)
+        name = policy[len(ORACLE_PREFIX) :]
+        if name not in tables:
+            raise ValueError(f"unknown oracle policy {name!r}; choose from {sorted(tables)}")
+        drawn = sample_tabular(task, tables[name], prompts, samples, seed)
+    else:
+        if not (Path(policy) / "config.json").exists():
+            raise FileNotFoundError(f"{policy}: not a checkpoint folder (no config.json)")
+        model = AutoModelForCausalLM.from_pretrained(policy)
+        tokenizer = AutoTokenizer.from_pretrained(policy)
+        drawn = sample_model(model, tokenizer, task, prompts, samples, seed)
+    return {"policy": str(policy), "seed": seed, **evaluate.policy_metrics(task, prompts, drawn)}
+
+
+def eval_reward_model(task_dir: str | Path, rm: str | Path | RewardModel) -> dict:
+    """RM quality on the held-out preference split (`preferences/test`)."""
+    model = rm if isinstance(rm, RewardModel) else load_reward_model(rm)
+    prefs = load_from_disk(str(Path(task_dir) / "preferences"))["test"]
+    return evaluate.reward_model_metrics(prefs, model.score)
+
+
+def init_kl(task_dir: str | Path) -> float:
+    """Per-token KL(π_ref ‖ π_init) on the held-out pretraining text of the task."""
+    task = load_task(task_dir)
+    folder = Path(task_dir) / "pi_init"
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    texts = list(load_from_disk(str(Path(task_dir) / "pretrain"))["test"]["text"])
+    return evaluate.reference_kl(model, tokenizer, task, texts)

@@ -1,0 +1,94 @@
+"""Size caps and layering rules of the architecture file, and every YAML preset parses."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src" / "irlalign"
+
+
+def _functions(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            yield node
+
+
+def _py_files():
+    return sorted(SRC.rglob("*.py"))
+
+
+def test_file_size_caps():
+    too_big = []
+    for path in _py_files():
+        lines = len(path.read_text().splitlines())
+        cap = 400 if "trainers" in path.parts else 600
+        if lines > cap:
+            too_big.append(f"{path.relative_to(ROOT)}: {lines} > {cap}")
+    assert not too_big, too_big
+
+
+def test_function_size_caps():
+    too_long = []
+    for path in _py_files():
+        tree = ast.parse(path.read_text())
+        for fn in _functions(tree):
+            length = fn.end_lineno - fn.lineno + 1
+            cap = 80
+            if "losses" in path.parts and not fn.name.startswith("_"):
+                cap = 40
+            if "trainers" in path.parts and fn.name == "__init__":
+                cap = 40
+            if length > cap:
+                too_long.append(f"{path.relative_to(ROOT)}:{fn.lineno} {fn.name}: {length} > {cap}")
+    assert not too_long, too_long
+
+
+def test_losses_import_only_torch():
+    allowed = {"torch", "__future__", "math", "typing", "collections", "dataclasses", "irlalign"}
+    offenders = []
+    for path in sorted((SRC / "losses").rglob("*.py")) if (SRC / "losses").exists() else []:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                inner = top == "irlalign" and not name.startswith("irlalign.losses")
+                if top not in allowed or inner:
+                    offenders.append(f"{path.relative_to(ROOT)}: {name}")
+    assert not offenders, offenders
+
+
+def test_every_yaml_preset_parses():
+    presets = sorted((ROOT / "configs").rglob("*.yaml"))
+    assert presets, "no presets found"
+    for path in presets:
+        data = yaml.safe_load(path.read_text())
+        assert isinstance(data, dict), f"{path}: not a mapping"
+
+
+def test_synthetic_presets_are_valid_configs():
+    from irlalign.synthetic.config import SyntheticConfig
+
+    for name in ("benchmark.yaml", "smoke.yaml"):
+        SyntheticConfig.from_file(ROOT / "configs" / "synthetic" / name)
+    assert SyntheticConfig.from_file(ROOT / "configs/synthetic/benchmark.yaml") == SyntheticConfig()
+
+
+def test_ruff_is_clean():
+    ruff = shutil.which("ruff") or str(Path(__import__("sys").executable).parent / "ruff")
+    if not Path(ruff).exists():
+        pytest.skip("ruff not installed")
+    out = subprocess.run(
+        [ruff, "check", "src", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
