@@ -1,0 +1,24 @@
+"""Pure loss functions over tensors: ``(tensors, *, floats) -> (loss, metrics)``.
+
+Maths lives here once (architecture rule 1): this package imports only torch and its own modules.
+"""
+
+from irlalign.losses.iqlearn import implicit_rewards, iqlearn_offline_loss, sequence_rewards
+from irlalign.losses.ops import IQTerms, action_masks, causal_logps, iq_terms, token_stats
+from irlalign.losses.preference import bradley_terry_loss, dpo_loss
+from irlalign.losses.sft import sft_entropy_loss, sft_loss
+
+__all__ = [
+    "IQTerms",
+    "action_masks",
+    "bradley_terry_loss",
+    "causal_logps",
+    "dpo_loss",
+    "implicit_rewards",
+    "iq_terms",
+    "iqlearn_offline_loss",
+    "sequence_rewards",
+    "sft_entropy_loss",
+    "sft_loss",
+    "token_stats",
+]
