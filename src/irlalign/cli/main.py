@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 
 from irlalign import __version__
-from irlalign.cli import quickstart, synthetic
+from irlalign.cli import quickstart, synthetic, train
 
 # command name -> (help, add_arguments(parser) that sets `func`)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
         quickstart.add_arguments,
     ),
     "synthetic": ("build and evaluate on the synthetic benchmark", synthetic.add_arguments),
+    "train": ("train a model with one method (sft, iqlearn, reward, dpo)", train.add_arguments),
 }
 
 
@@ -33,7 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = extra  # `train` takes --section.key value overrides
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

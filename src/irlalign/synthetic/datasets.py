@@ -81,15 +81,15 @@ def preferences_split(task: Task, split: str) -> Dataset:
     names = [k for k in sources if k.startswith(("ref_", "beta_"))]
     prompts = sample_prompts(task, n, rng)
     pick = rng.integers(0, len(names), size=(n, 2))
-    sides = []
-    for side in range(2):
-        texts, returns = [None] * n, np.zeros(n)
-        for j, name in enumerate(names):
-            idx = np.flatnonzero(pick[:, side] == j)
-            _, resp, ret = sample_texts(task, sources[name], prompts.subset(idx), rng)
-            for i, r, g in zip(idx, resp, ret, strict=True):
-                texts[i], returns[i] = r, g
-        sides.append((texts, returns))
+    sides = [_draw_side(task, sources, names, prompts, pick[:, side], rng) for side in (0, 1)]
+    # An identical pair carries no preference; redraw the second side until the texts differ.
+    for _ in range(50):
+        ties = np.flatnonzero(np.array(sides[0][0]) == np.array(sides[1][0]))
+        if not len(ties):
+            break
+        redo = _draw_side(task, sources, names, prompts.subset(ties), pick[ties, 1], rng)
+        for k, i in enumerate(ties):
+            sides[1][0][i], sides[1][1][i] = redo[0][k], redo[1][k]
     (a_txt, a_ret), (b_txt, b_ret) = sides
     p_first = 1.0 / (1.0 + np.exp(-(a_ret - b_ret) / cfg.label_temperature))
     first = rng.random(n) < p_first
@@ -107,6 +107,17 @@ def preferences_split(task: Task, split: str) -> Dataset:
             "rejected_return": np.where(first, b_ret, a_ret).tolist(),
         }
     )
+
+
+def _draw_side(task: Task, sources, names, prompts: Prompts, which: np.ndarray, rng):
+    """One response per prompt, from the source policy named by `which`."""
+    texts, returns = [""] * len(prompts), np.zeros(len(prompts))
+    for j, name in enumerate(names):
+        idx = np.flatnonzero(which == j)
+        _, resp, ret = sample_texts(task, sources[name], prompts.subset(idx), rng)
+        for i, r, g in zip(idx, resp, ret, strict=True):
+            texts[i], returns[i] = r, g
+    return texts, returns
 
 
 def eval_prompts(task: Task) -> Prompts:

@@ -1,0 +1,124 @@
+"""Glue shared by the offline trainers: hidden states without full logits, metric plumbing,
+the `metrics.jsonl` writer and the normaliser rules of HF `Trainer`.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from transformers import PreTrainedModel, TrainerCallback
+
+
+def unwrap(model: torch.nn.Module) -> PreTrainedModel:
+    """The underlying HF model of a DDP/accelerate/peft-wrapped one."""
+    while hasattr(model, "module"):
+        model = model.module
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    return model
+
+
+def hidden_and_head(model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor):
+    """Final (normed) hidden states (B, L, d) and the output head, without a (B, L, V) tensor.
+
+    The forward goes through the (possibly DDP-wrapped) model itself, asking for the logits of
+    one position only, so distributed wrappers see a normal forward; the chunked head in
+    `irlalign.losses.ops.token_stats` then recomputes logits block by block.
+    """
+    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
+    try:
+        out = model(**kwargs, output_hidden_states=True, logits_to_keep=1)
+    except TypeError:
+        warnings.warn(
+            f"{type(unwrap(model)).__name__} does not accept logits_to_keep; computing full logits",
+            stacklevel=2,
+        )
+        out = model(**kwargs, output_hidden_states=True)
+    base = unwrap(model)
+    head = base.get_output_embeddings()
+    cap = getattr(base.config, "final_logit_softcapping", None)
+    if cap:  # Gemma-2 style soft-capping is part of the model's logits
+        linear = head
+
+        def head(h: Tensor) -> Tensor:
+            return cap * torch.tanh(linear(h) / cap)
+
+    return out.hidden_states[-1], head
+
+
+def token_normaliser(trainer, num_items_in_batch, completion_mask: Tensor):
+    """Normaliser N for token-level losses and the factor HF expects the loss to carry.
+
+    With `num_items_in_batch` (the response-token count of all gradient-accumulation micro-batches,
+    summed over processes when `average_tokens_across_devices`), every micro-batch divides by the
+    same N, so gradient accumulation and multi-process training give the full-batch gradient;
+    DDP averages over processes, hence the multiplication by their number.
+    """
+    if num_items_in_batch is None:
+        return None, 1.0
+    scale = 1.0
+    if trainer.args.average_tokens_across_devices and trainer.accelerator.num_processes > 1:
+        scale = float(trainer.accelerator.num_processes)
+    return num_items_in_batch, scale
+
+
+class MetricStore:
+    """Collects per-step metric tensors from `compute_loss`; `log` drains their means."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, list[float]] = defaultdict(list)
+
+    def add(self, metrics: dict[str, Tensor | float]) -> None:
+        for key, value in metrics.items():
+            self._values[key].append(float(value))
+
+    def drain(self, prefix: str = "") -> dict[str, float]:
+        out = {prefix + k: sum(v) / len(v) for k, v in self._values.items() if v}
+        self._values.clear()
+        return out
+
+
+class JsonlMetricsCallback(TrainerCallback):
+    """Appends every log event to `<run>/metrics.jsonl` (rule 7 of the architecture)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+
+def with_labels(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Add HF-style `labels` (−100 outside the completion) so `Trainer` counts the tokens of
+    a gradient-accumulation step for us (`num_items_in_batch`)."""
+    batch["labels"] = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    return batch
+
+
+def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    return torch.tensor([list(r) + [value] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+def collator_for(data_kind: str, pad_id: int):
+    """Right-padding collator for tokenised demonstrations or preference pairs."""
+    prefixes = ("chosen_", "rejected_") if data_kind == "preference" else ("",)
+
+    def collate(features: list[dict]) -> dict[str, torch.Tensor]:
+        batch = {}
+        for p in prefixes:
+            batch[p + "input_ids"] = _pad([f[p + "input_ids"] for f in features], pad_id)
+            batch[p + "attention_mask"] = _pad([f[p + "attention_mask"] for f in features], 0)
+            batch[p + "completion_mask"] = _pad([f[p + "completion_mask"] for f in features], 0)
+        return with_labels(batch) if data_kind != "preference" else batch
+
+    return collate

@@ -1,0 +1,89 @@
+"""Offline IQLearn: inverse soft-Q learning as TD-regularised MLE.
+
+Wulfmeier et al. 2024, *Imitating Language via Scalable Inverse Reinforcement Learning*,
+Eq. (14); decisions and defaults from specs/iqlearn.md §0. Q = the LM's logits, V = logsumexp.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transformers import Trainer
+
+from irlalign.losses import iq_terms, iqlearn_offline_loss, sequence_rewards
+from irlalign.trainers.common import MetricStore, hidden_and_head, token_normaliser
+
+TRUNCATION_MODES = ("bootstrap", "drop")
+
+
+@dataclass
+class IQLearnConfig:
+    lam: float = 0.1  # λ, TD-regulariser weight; 0 => exactly SFT
+    gamma: float = 1.0  # γ
+    truncation: str = "bootstrap"  # or "drop": the last TD term of a response with no EOS
+    chunk_tokens: int = 4096  # rows of the flattened (B·T) hidden states per head chunk
+    online: bool = False  # the online variant needs the sampling stack (issue 5)
+
+    def __post_init__(self) -> None:
+        if self.lam < 0:
+            raise ValueError("lam must be >= 0")
+        if not 0 < self.gamma <= 1:
+            raise ValueError("gamma must be in (0, 1]")
+        if self.truncation not in TRUNCATION_MODES:
+            raise ValueError(f"truncation must be one of {TRUNCATION_MODES}")
+        if self.chunk_tokens < 1:
+            raise ValueError("chunk_tokens must be >= 1")
+        if self.online:
+            raise ValueError("online IQLearn is not available yet; use online: false")
+
+
+class IQLearnTrainer(Trainer):
+    """`transformers.Trainer` whose loss is Eq. (14) on expert (demonstration) tokens."""
+
+    def __init__(self, *args, method: IQLearnConfig | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.method = method or IQLearnConfig()
+        self.metric_store = MetricStore()
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        cfg = self.method
+        hidden, head = hidden_and_head(model, inputs["input_ids"], inputs["attention_mask"])
+        eos_id = unwrap_eos(self)
+        terms = iq_terms(
+            hidden,
+            inputs["input_ids"],
+            inputs["completion_mask"],
+            head,
+            eos_id=eos_id,
+            gamma=cfg.gamma,
+            drop_truncated=cfg.truncation == "drop",
+            chunk_tokens=cfg.chunk_tokens,
+        )
+        n, scale = token_normaliser(self, num_items_in_batch, inputs["completion_mask"])
+        loss, metrics = iqlearn_offline_loss(
+            terms.logp, terms.r_hat, terms.mask, terms.td_mask, lam=cfg.lam, num_items=n
+        )
+        seq = sequence_rewards(terms.logp, terms.r_hat, terms.v, terms.mask, gamma=cfg.gamma)
+        metrics["iq/v0"] = seq["v0"].mean().detach()
+        metrics["iq/truncated"] = terms.truncated.any(1).float().mean()
+        self.metric_store.add(metrics)
+        loss = loss * scale
+        return (loss, {"loss": loss}) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        prefix = "eval_" if any(k.startswith("eval_") for k in logs) else ""
+        logs.update(self.metric_store.drain(prefix))
+        super().log(logs, *args, **kwargs)
+
+
+def unwrap_eos(trainer: Trainer) -> int:
+    """The EOS id that ends a response: the tokenizer's, else the model config's."""
+    tok = trainer.processing_class
+    eos = getattr(tok, "eos_token_id", None)
+    if eos is None:
+        eos = trainer.model.config.eos_token_id
+    if isinstance(eos, list):
+        eos = eos[0]
+    if eos is None:
+        raise ValueError("IQLearn needs an EOS token id (tokenizer or model config)")
+    return int(eos)

@@ -1,0 +1,49 @@
+"""Bradley–Terry reward model (Bradley & Terry 1952; Ouyang et al. 2022, Eq. 1): a sequence
+classifier with one output trained on (chosen, rejected) pairs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transformers import Trainer
+
+from irlalign.losses import bradley_terry_loss
+from irlalign.trainers.common import MetricStore
+from irlalign.trainers.pairs import pad_id_of, stack_pairs
+
+
+@dataclass
+class RewardConfig:
+    margin: float = 0.0  # optional fixed margin inside the sigmoid
+
+    def __post_init__(self) -> None:
+        if self.margin < 0:
+            raise ValueError("margin must be >= 0")
+
+
+class RewardTrainer(Trainer):
+    """`transformers.Trainer` with the Bradley–Terry loss on the scalar head's scores."""
+
+    def __init__(self, *args, method: RewardConfig | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.method = method or RewardConfig()
+        self.metric_store = MetricStore()
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        both = stack_pairs(inputs, pad_id_of(self))
+        scores = (
+            model(
+                input_ids=both["input_ids"], attention_mask=both["attention_mask"], use_cache=False
+            )
+            .logits[:, 0]
+            .float()
+        )
+        half = inputs["chosen_input_ids"].shape[0]
+        loss, metrics = bradley_terry_loss(scores[:half], scores[half:], margin=self.method.margin)
+        self.metric_store.add(metrics)
+        return (loss, {"loss": loss}) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        prefix = "eval_" if any(k.startswith("eval_") for k in logs) else ""
+        logs.update(self.metric_store.drain(prefix))
+        super().log(logs, *args, **kwargs)

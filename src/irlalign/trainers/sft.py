@@ -1,0 +1,59 @@
+"""SFT (MLE) and MLE with an entropy bonus (Wulfmeier et al. 2024, §2.1 of specs/iqlearn.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transformers import Trainer
+
+from irlalign.losses import causal_logps, sft_entropy_loss, sft_loss
+from irlalign.trainers.common import MetricStore, hidden_and_head, token_normaliser
+
+
+@dataclass
+class SFTConfig:
+    entropy_beta: float = 0.0  # β of L_MLE+H; 0 = plain MLE
+    chunk_tokens: int = 4096  # rows of the flattened (B·T) hidden states per head chunk
+
+    def __post_init__(self) -> None:
+        if self.entropy_beta < 0:
+            raise ValueError("entropy_beta must be >= 0 (entropy is rewarded)")
+        if self.chunk_tokens < 1:
+            raise ValueError("chunk_tokens must be >= 1")
+
+
+class SFTTrainer(Trainer):
+    """`transformers.Trainer` with the chunked fp32 MLE loss over response tokens only."""
+
+    def __init__(self, *args, method: SFTConfig | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.method = method or SFTConfig()
+        self.metric_store = MetricStore()
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        hidden, head = hidden_and_head(model, inputs["input_ids"], inputs["attention_mask"])
+        cfg = self.method
+        n, scale = token_normaliser(self, num_items_in_batch, inputs["completion_mask"])
+        with_entropy = cfg.entropy_beta > 0
+        stats = causal_logps(
+            hidden,
+            inputs["input_ids"],
+            inputs["completion_mask"],
+            head,
+            chunk_tokens=cfg.chunk_tokens,
+            with_entropy=with_entropy,
+        )
+        if with_entropy:
+            loss, metrics = sft_entropy_loss(
+                stats[0], stats[2], stats[1], beta=cfg.entropy_beta, num_items=n
+            )
+        else:
+            loss, metrics = sft_loss(stats[0], stats[1], num_items=n)
+        self.metric_store.add(metrics)
+        loss = loss * scale
+        return (loss, {"loss": loss}) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        prefix = "eval_" if any(k.startswith("eval_") for k in logs) else ""
+        logs.update(self.metric_store.drain(prefix))
+        super().log(logs, *args, **kwargs)

@@ -1,0 +1,138 @@
+"""Every trainer runs a few steps on the tiny model through the same pipeline the CLI uses."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+from irlalign.cli.main import main
+from irlalign.training import resolve, train
+
+DATA = {"sft": "demos", "iqlearn": "demos", "reward": "preferences", "dpo": "preferences"}
+LOSS_KEY = {
+    "sft": "loss/mle",
+    "iqlearn": "loss/td",
+    "reward": "rewards/accuracy",
+    "dpo": "rewards/margin",
+}
+
+
+def raw_config(task_dir, out, method, **training):
+    return {
+        "model": {"path": str(task_dir / "pi_init")},
+        "data": {"train": str(task_dir / DATA[method]), "max_length": 32},
+        "training": {
+            "output_dir": str(out),
+            "max_steps": 3,
+            "per_device_train_batch_size": 4,
+            "learning_rate": 1e-2,
+            "logging_steps": 1,
+            "save_steps": 2,
+            "seed": 0,
+            "use_cpu": True,
+            "disable_tqdm": True,
+            **training,
+        },
+    }
+
+
+def _params(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("method", ["sft", "iqlearn", "reward", "dpo"])
+def test_trainer_runs_and_writes_the_run_folder(method, smoke_task_dir, tmp_path):
+    out = tmp_path / method
+    results = train(resolve(method, raw_config(smoke_task_dir, out, method)))
+    for name in ("config.yaml", "env.json", "metrics.jsonl", "eval.json"):
+        assert (out / name).exists(), name
+    logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in logs if "loss" in r]
+    assert len(steps) == 3 and all(math.isfinite(r["loss"]) for r in steps)
+    assert all(LOSS_KEY[method] in r for r in steps)
+    assert logs[0]["data/kept"] > 0
+    kind = AutoModelForSequenceClassification if method == "reward" else AutoModelForCausalLM
+    before = _params(kind.from_pretrained(smoke_task_dir / "pi_init"))
+    after = _params(kind.from_pretrained(results["final_checkpoint"]))
+    changed = [n for n in after if n in before and not torch.equal(before[n], after[n])]
+    assert changed, "no parameter changed"
+
+
+def test_save_and_reload_give_identical_logits(smoke_task_dir, tmp_path):
+    out = tmp_path / "iq"
+    results = train(resolve("iqlearn", raw_config(smoke_task_dir, out, "iqlearn")))
+    model = AutoModelForCausalLM.from_pretrained(results["final_checkpoint"]).eval()
+    model.save_pretrained(tmp_path / "again")
+    again = AutoModelForCausalLM.from_pretrained(tmp_path / "again").eval()
+    x = torch.tensor([[1, 4, 20, 21, 3, 22, 2]])
+    with torch.no_grad():
+        assert torch.equal(model(x).logits, again(x).logits)
+
+
+def test_dpo_reference_stays_frozen(smoke_task_dir, tmp_path):
+    from irlalign.training import build_trainer, load_split
+
+    cfg = resolve("dpo", raw_config(smoke_task_dir, tmp_path / "dpo", "dpo"))
+    from irlalign.modeling.load import load_tokenizer
+
+    tok = load_tokenizer(cfg.model.path)
+    ds, _ = load_split(cfg, tok, cfg.data.train, "train", None)
+    trainer, _ = build_trainer(cfg, tok, ds, None)
+    ref_before = _params(trainer.ref_model)
+    trainer.train()
+    assert all(torch.equal(ref_before[n], p) for n, p in trainer.ref_model.named_parameters())
+    assert not all(torch.equal(ref_before[n], p) for n, p in trainer.model.named_parameters())
+
+
+def test_resume_from_checkpoint_continues(smoke_task_dir, tmp_path):
+    out = tmp_path / "resume"
+    train(resolve("sft", raw_config(smoke_task_dir, out, "sft", max_steps=2)))
+    assert (out / "checkpoints" / "checkpoint-2").exists()
+    cfg = raw_config(smoke_task_dir, out, "sft", max_steps=4, resume_from_checkpoint=True)
+    train(resolve("sft", cfg))
+    logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in logs if "loss" in r]
+    assert steps == [1, 2, 3, 4]  # resumed at step 2, nothing repeated or lost
+
+
+def test_cli_train_with_overrides_and_errors(smoke_task_dir, tmp_path, capsys):
+    import yaml
+
+    cfg_file = tmp_path / "sft.yaml"
+    cfg_file.write_text(yaml.safe_dump(raw_config(smoke_task_dir, tmp_path / "cli", "sft")))
+    assert (
+        main(
+            [
+                "train",
+                "sft",
+                "--config",
+                str(cfg_file),
+                "--training.max_steps",
+                "1",
+                "--method.entropy_beta",
+                "0.01",
+            ]
+        )
+        == 0
+    )
+    saved = yaml.safe_load((tmp_path / "cli" / "config.yaml").read_text())
+    assert saved["method"]["entropy_beta"] == 0.01 and saved["training"]["max_steps"] == 1
+    assert main(["train", "sft", "--config", str(cfg_file), "--method.lamda", "1"]) == 2
+    assert "unknown key(s) in section 'method': lamda" in capsys.readouterr().err
+
+
+def test_bad_rows_fail_before_training(smoke_task_dir, tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        '{"prompt": "<bos> food big <sep>", "completion": "dog <eos>"}\n'
+        '{"prompt": "<bos> food big <sep>", "completion": 7}\n'
+    )
+    cfg = raw_config(smoke_task_dir, tmp_path / "bad", "sft")
+    cfg["data"]["train"] = str(bad)
+    with pytest.raises(ValueError, match=r"bad.jsonl.*row 1.*completion"):
+        train(resolve("sft", cfg))
+    assert not (tmp_path / "bad" / "checkpoints").exists()
