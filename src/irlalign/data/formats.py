@@ -1,0 +1,198 @@
+"""Dataset formats (the TRL ones) and the validation every dataset passes before training.
+
+Formats, detected from column names:
+
+- prompt/completion: `prompt`, `completion`;
+- preference: `prompt`, `chosen`, `rejected`;
+- conversational: `messages` (a list of `{"role", "content"}` dicts).
+
+Prompt/completion and preference rows may also be conversational: their fields are then message
+lists instead of strings (`prompt=[{"role": "user", ...}]`, `completion=[{"role": "assistant",
+...}]`), as TRL allows. Validation runs over every row and reports problems by source, row index
+(0-based, the index into the dataset) and field, because a bad row found mid-training costs a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["prompt_completion", "preference", "messages"]
+ROLES = ("system", "user", "assistant", "tool")
+# The fields holding text (or message lists) per kind; everything else in a row is passed through.
+TEXT_FIELDS: dict[str, tuple[str, ...]] = {
+    "prompt_completion": ("prompt", "completion"),
+    "preference": ("prompt", "chosen", "rejected"),
+    "messages": ("messages",),
+}
+
+
+@dataclass(frozen=True)
+class DataFormat:
+    """What a dataset holds: its kind, and whether its text fields are message lists."""
+
+    kind: Kind
+    conversational: bool
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return TEXT_FIELDS[self.kind]
+
+
+@dataclass(frozen=True)
+class Problem:
+    row: int | None  # None: a problem with the dataset as a whole (e.g. its columns)
+    field: str | None
+    message: str
+
+    def render(self, source: str) -> str:
+        parts = [source]
+        if self.row is not None:
+            parts.append(f"row {self.row}")
+        if self.field is not None:
+            parts.append(f"field {self.field!r}")
+        return ": ".join([*parts, self.message])
+
+
+class DataValidationError(ValueError):
+    """Bad training data; the message names source, row and field of the first problems."""
+
+    def __init__(self, source: str, problems: Sequence[Problem], truncated: bool = False):
+        self.source = source
+        self.problems = list(problems)
+        lines = [p.render(source) for p in self.problems]
+        if truncated:
+            lines.append(f"{source}: (stopped after the first {len(self.problems)} problems)")
+        super().__init__("\n".join(lines))
+
+
+def detect_format(
+    columns: Iterable[str], example: Mapping[str, Any] | None = None, source: str = "dataset"
+) -> DataFormat:
+    """The format of a dataset from its column names; `example` (a row) tells whether the
+    prompt/completion or preference fields are message lists (without it: plain strings)."""
+    cols = set(columns)
+    if "messages" in cols:
+        return DataFormat("messages", conversational=True)
+    if {"chosen", "rejected"} <= cols:
+        if "prompt" not in cols:
+            # An implicit prompt (shared prefix of chosen and rejected) is ambiguous to split.
+            raise DataValidationError(
+                source, [Problem(None, "prompt", "preference data needs an explicit 'prompt'")]
+            )
+        kind: Kind = "preference"
+    elif {"prompt", "completion"} <= cols:
+        kind = "prompt_completion"
+    else:
+        msg = (
+            f"cannot tell the format from columns {sorted(cols)}; expected 'prompt' + "
+            "'completion', 'prompt' + 'chosen' + 'rejected', or 'messages'"
+        )
+        raise DataValidationError(source, [Problem(None, None, msg)])
+    conversational = example is not None and isinstance(example.get(TEXT_FIELDS[kind][1]), list)
+    return DataFormat(kind, conversational)
+
+
+def _type_name(value: Any) -> str:
+    return "None" if value is None else type(value).__name__
+
+
+def _check_string(value: Any, required: bool) -> str | None:
+    """An error message for a bad text field, or None."""
+    if not isinstance(value, str):
+        return f"expected a {'non-empty ' if required else ''}string, got {_type_name(value)}"
+    if required and not value.strip():
+        return "expected a non-empty string, got an empty one"
+    return None
+
+
+def _check_messages(value: Any, field_name: str, end_with_assistant: bool) -> list[Problem]:
+    """Problems of one message list, without the row index (filled in by the caller)."""
+    if not isinstance(value, list):
+        return [Problem(None, field_name, f"expected a list of messages, got {_type_name(value)}")]
+    if not value:
+        return [Problem(None, field_name, "expected a non-empty list of messages, got []")]
+    problems = []
+    for i, msg in enumerate(value):
+        where = f"{field_name}[{i}]"
+        if not isinstance(msg, Mapping):
+            problems.append(Problem(None, where, f"expected a message dict, got {_type_name(msg)}"))
+            continue
+        if msg.get("role") not in ROLES:
+            got = repr(msg["role"]) if "role" in msg else "no role"
+            problems.append(Problem(None, f"{where}.role", f"expected one of {ROLES}, got {got}"))
+        if "content" not in msg:
+            problems.append(Problem(None, f"{where}.content", "missing"))
+        elif (err := _check_string(msg["content"], msg.get("role") == "assistant")) is not None:
+            problems.append(Problem(None, f"{where}.content", err))
+    last = value[-1]
+    if end_with_assistant and isinstance(last, Mapping) and last.get("role") != "assistant":
+        where = f"{field_name}[{len(value) - 1}].role"
+        msg = f"a training conversation must end with an assistant turn, got {last.get('role')!r}"
+        problems.append(Problem(None, where, msg))
+    return problems
+
+
+def _check_field(row: Mapping[str, Any], name: str, fmt: DataFormat) -> list[Problem]:
+    if name not in row:
+        return [Problem(None, name, "missing")]
+    value = row[name]
+    if fmt.conversational:
+        # The prompt side of a conversation may end with any turn; the trained side must end
+        # with the assistant's.
+        return _check_messages(value, name, end_with_assistant=name != "prompt")
+    err = _check_string(value, required=name != "prompt")
+    return [] if err is None else [Problem(None, name, err)]
+
+
+def row_problems(row: Mapping[str, Any], fmt: DataFormat) -> list[Problem]:
+    """Every problem of one row (row index left as None)."""
+    if not isinstance(row, Mapping):
+        return [Problem(None, None, f"expected a mapping of fields, got {_type_name(row)}")]
+    problems = [p for name in fmt.fields for p in _check_field(row, name, fmt)]
+    if fmt.kind == "preference" and not problems and row["chosen"] == row["rejected"]:
+        problems.append(Problem(None, "rejected", "identical to 'chosen'"))
+    return problems
+
+
+def validate_rows(
+    rows: Iterable[Mapping[str, Any]], fmt: DataFormat, source: str, max_problems: int = 5
+) -> int:
+    """Check every row; raise one `DataValidationError` naming the first `max_problems` problems.
+
+    Returns the number of rows checked. Row indices are 0-based (`dataset[i]`).
+    """
+    found: list[Problem] = []
+    n = 0
+    for n, row in enumerate(rows, start=1):
+        for p in row_problems(row, fmt):
+            found.append(Problem(n - 1, p.field, p.message))
+            if len(found) >= max_problems:
+                raise DataValidationError(source, found, truncated=True)
+    if found:
+        raise DataValidationError(source, found)
+    return n
+
+
+@dataclass
+class ValidatedFormat:
+    """Detection and validation in one call, for callers that hold a `datasets.Dataset`."""
+
+    fmt: DataFormat
+    rows: int = 0
+    extra_columns: list[str] = field(default_factory=list)
+
+
+def check_dataset(dataset: Any, source: str, max_problems: int = 5) -> ValidatedFormat:
+    """Detect the format of a `datasets.Dataset` (or list of dicts) and validate every row."""
+    if isinstance(dataset, list):
+        columns = list(dataset[0]) if dataset else []
+    else:
+        columns = list(dataset.column_names)
+    if len(dataset) == 0:
+        raise DataValidationError(source, [Problem(None, None, "the dataset has no rows")])
+    fmt = detect_format(columns, dataset[0], source)
+    n = validate_rows(dataset, fmt, source, max_problems)
+    extra = [c for c in columns if c not in fmt.fields]
+    return ValidatedFormat(fmt, n, extra)
