@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 
 from irlalign import __version__
-from irlalign.cli import quickstart, synthetic, train
+from irlalign.cli import quickstart, rewards, synthetic, train
 
 # command name -> (help, add_arguments(parser) that sets `func`)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
         quickstart.add_arguments,
     ),
     "synthetic": ("build and evaluate on the synthetic benchmark", synthetic.add_arguments),
+    "rewards": ("write per-token rewards r_t = Q - γV' of a model on data", rewards.add_arguments),
     "train": ("train a model with one method (sft, iqlearn, reward, dpo)", train.add_arguments),
 }
 
