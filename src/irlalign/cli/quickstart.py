@@ -19,6 +19,24 @@ ROWS = (
     ("π* (exact soft-optimal expert)", "oracle:expert"),
     ("styled demonstrator", "oracle:styled"),
 )
+# Methods trained on the task's (styled) demonstrations, from π_init, with the same settings as
+# configs/synthetic/<method>.yaml (a test keeps the two in sync).
+TRAINED_ROWS = (
+    ("SFT (MLE) on the demonstrations", "sft", {}),
+    ("IQLearn λ=0.1 on the demonstrations", "iqlearn", {"lam": 0.1, "gamma": 1.0}),
+)
+TRAINING = {
+    "max_steps": 300,
+    "per_device_train_batch_size": 32,
+    "learning_rate": 1.0e-3,
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": 20,
+    "weight_decay": 0.0,
+    "max_grad_norm": 1.0,
+    "logging_steps": 25,
+    "save_steps": 300,
+    "use_cpu": True,
+}
 COLUMNS = (
     ("gold return", "gold_return", "{:.3f}"),
     ("± se", "gold_return_se", "{:.3f}"),
@@ -48,6 +66,25 @@ def markdown_table(rows: list[tuple[str, dict]]) -> str:
     return "\n".join([head, sep, *body])
 
 
+def method_config(task_dir: Path, out: Path, method: str, method_cfg: dict, seed: int) -> dict:
+    """The raw `irlalign train` config of one quickstart row."""
+    return {
+        "model": {"path": str(task_dir / "pi_init")},
+        "data": {"train": str(task_dir / "demos"), "max_length": 64},
+        "method": dict(method_cfg),
+        "training": {**TRAINING, "output_dir": str(out), "seed": seed, "disable_tqdm": True},
+        "eval": {"synthetic_task": str(task_dir), "seed": seed},
+    }
+
+
+def train_row(task_dir: Path, out: Path, method: str, method_cfg: dict, args) -> dict:
+    from irlalign.training import resolve, train
+
+    raw = method_config(task_dir, out, method, method_cfg, args.seed)
+    raw["eval"]["samples"] = args.samples
+    return train(resolve(method, raw))["synthetic"]
+
+
 def run(args: argparse.Namespace) -> int:
     from datasets.utils.logging import disable_progress_bar
 
@@ -68,6 +105,11 @@ def run(args: argparse.Namespace) -> int:
     for label, spec in ROWS:
         policy = spec if spec.startswith("oracle:") else str(task_dir / spec)
         metrics = eval_policy(task_dir, policy, args.samples, args.seed)
+        run_dir.log_metrics({"row": label, **metrics})
+        rows.append((label, metrics))
+    for label, method, method_cfg in TRAINED_ROWS:
+        print(f"training {label} …", flush=True)
+        metrics = train_row(task_dir, Path(args.out) / method, method, method_cfg, args)
         run_dir.log_metrics({"row": label, **metrics})
         rows.append((label, metrics))
     kl_tok = init_kl(task_dir)
