@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,14 +226,17 @@ def train(cfg: RunConfig) -> dict[str, Any]:
     from irlalign.runs import RunFolder
 
     run = RunFolder(cfg.run_dir)
-    run.write_config(cfg.to_dict())
-    run.write_env(cfg.training.get("seed", 42))
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under accelerate/torchrun
+    if main_process:
+        run.write_config(cfg.to_dict())
+        run.write_env(cfg.training.get("seed", 42))
     tokenizer = load_tokenizer(cfg.model.path, cfg.model.trust_remote_code)
     train_ds, stats = load_split(cfg, tokenizer, cfg.data.train, cfg.data.split, cfg.data.max_rows)
     eval_ds = None
     if cfg.data.eval:
         eval_ds, _ = load_split(cfg, tokenizer, cfg.data.eval, cfg.data.eval_split, None)
-    run.log_metrics({"step": 0, **stats.as_metrics()})
+    if main_process:
+        run.log_metrics({"step": 0, **stats.as_metrics()})
     print("data:", yaml.safe_dump(stats.as_metrics(), default_flow_style=True).strip())
     trainer, resume = build_trainer(cfg, tokenizer, train_ds, eval_ds)
     trainer.train(resume_from_checkpoint=resume)

@@ -1,0 +1,64 @@
+"""Two CPU processes under `accelerate launch` run IQLearn through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+
+def test_two_process_accelerate_launch_iqlearn(smoke_task_dir, tmp_path):
+    launcher = Path(sys.executable).parent / "accelerate"
+    if not launcher.exists() and shutil.which("accelerate") is None:
+        pytest.skip("accelerate launcher not installed")
+    out = tmp_path / "run"
+    cfg = {
+        "model": {"path": str(smoke_task_dir / "pi_init")},
+        "data": {"train": str(smoke_task_dir / "demos"), "max_length": 32},
+        "method": {"lam": 0.1},
+        "training": {
+            "output_dir": str(out),
+            "max_steps": 2,
+            "per_device_train_batch_size": 4,
+            "logging_steps": 1,
+            "save_steps": 2,
+            "use_cpu": True,
+            "disable_tqdm": True,
+            "seed": 0,
+        },
+    }
+    cfg_file = tmp_path / "iq.yaml"
+    cfg_file.write_text(yaml.safe_dump(cfg))
+    cmd = [
+        str(launcher),
+        "launch",
+        "--cpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "irlalign.cli.main",
+        "train",
+        "iqlearn",
+        "--config",
+        str(cfg_file),
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in logs if "loss/td" in r]
+    assert [r["step"] for r in steps] == [1, 2]  # rank 0 writes once per step
+    assert (out / "checkpoints" / "final" / "config.json").exists()
+    assert json.loads((out / "eval.json").read_text())["final_checkpoint"].endswith("final")
