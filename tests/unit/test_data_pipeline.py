@@ -102,4 +102,5 @@ def test_collators_pad_right_and_never_train_on_pad(tok):
     pairs = [{"prompt": "<bos> food <sep>", "chosen": "dog <eos>", "rejected": "cat big <eos>"}]
     pds, _ = tokenize_dataset(pairs, tok)
     pb = collator_for("preference", tok.pad_token_id)([pds[0]])
-    assert pb["chosen_input_ids"].shape[1] == 5 and pb["rejected_input_ids"].shape[1] == 6
+    assert pb["chosen_input_ids"].shape[1] == pb["rejected_input_ids"].shape[1] == 6
+    assert pb["chosen_completion_mask"].sum() == 2 and pb["rejected_completion_mask"].sum() == 3

@@ -24,22 +24,35 @@ def unwrap(model: torch.nn.Module) -> PreTrainedModel:
 
 
 def hidden_and_head(model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor):
-    """Final (normed) hidden states (B, L, d) and the output head, without a (B, L, V) tensor.
+    """Final hidden states (B, L, d) and the output head, without a (B, L, V) logits tensor.
 
     The forward goes through the (possibly DDP-wrapped) model itself, asking for the logits of
-    one position only, so distributed wrappers see a normal forward; the chunked head in
-    `irlalign.losses.ops.token_stats` then recomputes logits block by block.
+    one position only, so distributed wrappers see a normal forward; a hook on the backbone
+    captures its `last_hidden_state`, the exact input of the model's own head. The chunked head
+    in `irlalign.losses.ops.token_stats` then recomputes logits block by block.
     """
+    base = unwrap(model)
+    backbone = getattr(base, base.base_model_prefix, None)
+    if backbone is None or backbone is base:
+        raise ValueError(f"{type(base).__name__}: cannot find the backbone to read hidden states")
+    captured: dict[str, Tensor] = {}
+
+    def grab(_module, _args, output) -> None:
+        captured["h"] = output[0] if isinstance(output, tuple) else output.last_hidden_state
+
+    handle = backbone.register_forward_hook(grab)
     kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
     try:
-        out = model(**kwargs, output_hidden_states=True, logits_to_keep=1)
-    except TypeError:
-        warnings.warn(
-            f"{type(unwrap(model)).__name__} does not accept logits_to_keep; computing full logits",
-            stacklevel=2,
-        )
-        out = model(**kwargs, output_hidden_states=True)
-    base = unwrap(model)
+        try:
+            model(**kwargs, logits_to_keep=1)
+        except TypeError:
+            warnings.warn(
+                f"{type(base).__name__} does not accept logits_to_keep; computing full logits",
+                stacklevel=2,
+            )
+            model(**kwargs)
+    finally:
+        handle.remove()
     head = base.get_output_embeddings()
     cap = getattr(base.config, "final_logit_softcapping", None)
     if cap:  # Gemma-2 style soft-capping is part of the model's logits
@@ -48,7 +61,7 @@ def hidden_and_head(model: torch.nn.Module, input_ids: Tensor, attention_mask: T
         def head(h: Tensor) -> Tensor:
             return cap * torch.tanh(linear(h) / cap)
 
-    return out.hidden_states[-1], head
+    return captured["h"], head
 
 
 def token_normaliser(trainer, num_items_in_batch, completion_mask: Tensor):
@@ -104,21 +117,11 @@ def with_labels(batch: dict[str, Tensor]) -> dict[str, Tensor]:
     return batch
 
 
-def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
-    width = max(len(r) for r in rows)
-    return torch.tensor([list(r) + [value] * (width - len(r)) for r in rows], dtype=torch.long)
-
-
 def collator_for(data_kind: str, pad_id: int):
-    """Right-padding collator for tokenised demonstrations or preference pairs."""
-    prefixes = ("chosen_", "rejected_") if data_kind == "preference" else ("",)
+    """Right-padding collator for tokenised demonstrations (with HF `labels`) or pairs."""
+    from irlalign.data.collate import CompletionCollator, PreferenceCollator
 
-    def collate(features: list[dict]) -> dict[str, torch.Tensor]:
-        batch = {}
-        for p in prefixes:
-            batch[p + "input_ids"] = _pad([f[p + "input_ids"] for f in features], pad_id)
-            batch[p + "attention_mask"] = _pad([f[p + "attention_mask"] for f in features], 0)
-            batch[p + "completion_mask"] = _pad([f[p + "completion_mask"] for f in features], 0)
-        return with_labels(batch) if data_kind != "preference" else batch
-
-    return collate
+    if data_kind == "preference":
+        return PreferenceCollator(pad_id)
+    completion = CompletionCollator(pad_id)
+    return lambda features: with_labels(completion(features))

@@ -1,25 +1,15 @@
-"""Glue for preference batches: stack chosen and rejected into one forward pass."""
+"""Glue for preference batches: chosen and rejected rows go through one forward pass."""
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-FIELDS = ("input_ids", "attention_mask", "completion_mask")
+from irlalign.data.collate import concat_preference_batch
 
 
 def stack_pairs(inputs: dict[str, Tensor], pad_id: int) -> dict[str, Tensor]:
     """(2B, L) tensors: rows [0, B) are the chosen responses, rows [B, 2B) the rejected ones."""
-    width = max(inputs["chosen_input_ids"].shape[1], inputs["rejected_input_ids"].shape[1])
-    out = {}
-    for field in FIELDS:
-        fill = pad_id if field == "input_ids" else 0
-        parts = []
-        for side in ("chosen", "rejected"):
-            x = inputs[f"{side}_{field}"]
-            parts.append(torch.nn.functional.pad(x, (0, width - x.shape[1]), value=fill))
-        out[field] = torch.cat(parts, dim=0)
-    return out
+    return concat_preference_batch(inputs, pad_id)
 
 
 def pad_id_of(trainer) -> int:
