@@ -28,4 +28,4 @@ def test_learns_from_demonstrations(method, cfg, floor, default_task_dir, tmp_pa
     raw["training"]["save_steps"] = 10**6
     result = train(resolve(method, raw))["synthetic"]
     assert result["normalised_score"] > floor
-    assert result["kl_expert"] < result["kl_ref"]  # closer to π* than to π_ref
+    assert result["invalid_mass"] < 0.01  # the model stays inside the task's vocabulary
