@@ -239,3 +239,28 @@ def test_sft_entropy_loss():
     torch.testing.assert_close(m["policy/entropy"], mean_h)
     torch.testing.assert_close(loss, sft - 0.1 * mean_h)
     assert set(m) == {"loss/total", "loss/mle", "policy/entropy"}
+
+
+def test_temperature_tau_matches_the_spec_formula():
+    """τ ≠ 1 (spec §2.5): V = τ·LSE(Q/τ), log π = log_softmax(Q/τ), r = Q(s,a) − γ·V(s')."""
+    from irlalign.losses import iq_terms
+
+    torch.manual_seed(0)
+    vocab, eos = 7, 2
+    head = torch.nn.Linear(5, vocab, bias=False).double()
+    hidden = torch.randn(2, 6, 5, dtype=torch.float64)
+    ids = torch.tensor([[1, 4, 5, 3, eos, 0], [1, 3, 4, 5, 6, 3]])
+    cmask = torch.tensor([[0, 1, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1]])
+    tau, gamma = 2.0, 0.9
+    t = iq_terms(hidden, ids, cmask, head, eos_id=eos, gamma=gamma, tau=tau)
+    logits = head(hidden).float()
+    v_all = tau * torch.logsumexp(logits / tau, -1)
+    q = logits[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
+    logp = torch.log_softmax(logits[:, :-1] / tau, -1).gather(-1, ids[:, 1:, None])[..., 0]
+    v_next = torch.where(t.terminal, torch.zeros_like(q), v_all[:, 1:])
+    m = t.mask
+    torch.testing.assert_close(t.logp[m], logp[m], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(t.r_hat[m], (q - gamma * v_next)[m], rtol=1e-5, atol=1e-5)
+    same = iq_terms(hidden, ids, cmask, head, eos_id=eos, gamma=gamma, tau=1.0)
+    plain = iq_terms(hidden, ids, cmask, head, eos_id=eos, gamma=gamma)
+    assert torch.equal(same.r_hat, plain.r_hat)

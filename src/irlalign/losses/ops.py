@@ -156,16 +156,22 @@ def iq_terms(
     gamma: float = 1.0,
     drop_truncated: bool = False,
     chunk_tokens: int = 4096,
+    tau: float = 1.0,
 ) -> IQTerms:
     """Everything Eq. (14) needs from one causal batch (spec §3.2), with terminal/truncation rules.
 
     V(s') = 0 after the first EOS; a truncated row bootstraps its last TD term from the next
     position's V, or with ``drop_truncated=True`` drops that TD term (its MLE term stays).
+    ``tau`` is the soft-value temperature (spec §2.5, an ablation): V = τ·LSE(Q/τ),
+    log π = (Q − V)/τ, r = V + τ·log π − γV'; τ = 1 is Eq. (14) exactly.
     """
-    q, v_all = token_stats(hidden, _shifted_actions(input_ids), head, chunk_tokens=chunk_tokens)
+    scaled = head if tau == 1.0 else (lambda h: head(h) / tau)
+    q, v_all = token_stats(hidden, _shifted_actions(input_ids), scaled, chunk_tokens=chunk_tokens)
     mask, terminal, truncated = action_masks(input_ids, completion_mask, eos_id)
     v = v_all[:, :-1]
     logp = q[:, :-1] - v
     r_hat, v_next = implicit_rewards(logp, v, v_all[:, 1:], terminal, gamma=gamma)
+    if tau != 1.0:  # the statistics above are of Q/τ; V, V' and r scale back by τ
+        v, v_next, r_hat = tau * v, tau * v_next, tau * r_hat
     td_mask = mask & ~truncated if drop_truncated else mask
     return IQTerms(logp, v, v_next, r_hat, mask, td_mask, terminal, truncated)

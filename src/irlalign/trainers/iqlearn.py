@@ -21,6 +21,7 @@ class IQLearnConfig:
     lam: float = 0.1  # λ, TD-regulariser weight; 0 => exactly SFT
     gamma: float = 1.0  # γ
     truncation: str = "bootstrap"  # or "drop": the last TD term of a response with no EOS
+    tau: float = 1.0  # soft-value temperature; Eq. (14) implies 1 (other values: an ablation)
     chunk_tokens: int = 4096  # rows of the flattened (B·T) hidden states per head chunk
     online: bool = False  # the online variant needs the sampling stack (issue 5)
 
@@ -33,6 +34,8 @@ class IQLearnConfig:
             raise ValueError(f"truncation must be one of {TRUNCATION_MODES}")
         if self.chunk_tokens < 1:
             raise ValueError("chunk_tokens must be >= 1")
+        if self.tau <= 0:
+            raise ValueError("tau must be > 0")
         if self.online:
             raise ValueError("online IQLearn is not available yet; use online: false")
 
@@ -58,6 +61,7 @@ class IQLearnTrainer(Trainer):
             gamma=cfg.gamma,
             drop_truncated=cfg.truncation == "drop",
             chunk_tokens=cfg.chunk_tokens,
+            tau=cfg.tau,
         )
         n, scale = token_normaliser(self, num_items_in_batch, inputs["completion_mask"])
         loss, metrics = iqlearn_offline_loss(
