@@ -244,6 +244,13 @@ def train(cfg: RunConfig) -> dict[str, Any]:
     trainer.save_model(str(final))
     tokenizer.save_pretrained(final)
     results = {"final_checkpoint": str(final), "data": stats.as_metrics()}
+    if cfg.model.lora is not None and trainer.is_world_process_zero():
+        # `final` holds the adapter (what peft users expect); `final_merged` a plain checkpoint.
+        merged = cfg.run_dir / "checkpoints" / "final_merged"
+        trainer.model.merge_and_unload().save_pretrained(merged)
+        tokenizer.save_pretrained(merged)
+        results["merged_checkpoint"] = str(merged)
+        final = merged
     if cfg.eval.synthetic_task and trainer.is_world_process_zero():
         results["synthetic"] = evaluate_final(cfg, final)
     if trainer.is_world_process_zero():

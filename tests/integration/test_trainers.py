@@ -136,3 +136,18 @@ def test_bad_rows_fail_before_training(smoke_task_dir, tmp_path, capsys):
     with pytest.raises(ValueError, match=r"bad.jsonl.*row 1.*completion"):
         train(resolve("sft", cfg))
     assert not (tmp_path / "bad" / "checkpoints").exists()
+
+
+def test_lora_run_saves_adapter_and_merged_model(smoke_task_dir, tmp_path):
+    out = tmp_path / "lora"
+    cfg = raw_config(smoke_task_dir, out, "iqlearn")
+    cfg["model"]["lora"] = {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}
+    cfg["eval"] = {"synthetic_task": str(smoke_task_dir), "samples": 1}
+    results = train(resolve("iqlearn", cfg))
+    assert (out / "checkpoints" / "final" / "adapter_config.json").exists()
+    merged = AutoModelForCausalLM.from_pretrained(results["merged_checkpoint"])
+    base = _params(AutoModelForCausalLM.from_pretrained(smoke_task_dir / "pi_init"))
+    after = _params(merged)
+    changed = [n for n in after if not torch.equal(base[n], after[n])]
+    assert changed and all("q_proj" in n or "v_proj" in n for n in changed)
+    assert "normalised_score" in results["synthetic"]
