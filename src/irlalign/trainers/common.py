@@ -95,6 +95,12 @@ class MetricStore:
         self._values.clear()
         return out
 
+    def merge_into(self, logs: dict[str, float]) -> dict[str, float]:
+        """`Trainer.log` hook: add the means since the last log (eval logs get `eval_` keys)."""
+        prefix = "eval_" if any(k.startswith("eval_") for k in logs) else ""
+        logs.update(self.drain(prefix))
+        return logs
+
 
 class JsonlMetricsCallback(TrainerCallback):
     """Appends every log event to `<run>/metrics.jsonl` (rule 7 of the architecture)."""

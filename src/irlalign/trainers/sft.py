@@ -54,6 +54,4 @@ class SFTTrainer(Trainer):
         return (loss, {"loss": loss}) if return_outputs else loss
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        prefix = "eval_" if any(k.startswith("eval_") for k in logs) else ""
-        logs.update(self.metric_store.drain(prefix))
-        super().log(logs, *args, **kwargs)
+        super().log(self.metric_store.merge_into(logs), *args, **kwargs)
