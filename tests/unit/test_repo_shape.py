@@ -106,3 +106,10 @@ def test_quickstart_rows_match_the_presets():
         for key, value in mine["method"].items():
             assert preset["method"][key] == value, (method, key)
         assert preset["data"]["max_length"] == mine["data"]["max_length"]
+
+
+def test_cli_method_names_match_the_method_table():
+    from irlalign.cli.train import METHOD_NAMES
+    from irlalign.training import METHODS
+
+    assert tuple(sorted(METHODS)) == METHOD_NAMES

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
+# The table lives in irlalign.training.METHODS; listed here too so that `--help` needs no torch
+# import (a test keeps the two equal).
+METHOD_NAMES = ("dpo", "iqlearn", "reward", "sft")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from irlalign.training import METHODS
-
-    parser.add_argument("method", choices=sorted(METHODS), help="training method")
+    parser.add_argument("method", choices=METHOD_NAMES, help="training method")
     parser.add_argument("--config", required=True, help="YAML preset (see configs/)")
     parser.epilog = (
         "Any further --section.key value pairs override the preset, e.g. --method.lam 0.3"
