@@ -12,6 +12,28 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("IRLALIGN_CACHE", str(ROOT / ".cache" / "irlalign"))
 
 
+DATA = {"sft": "demos", "iqlearn": "demos", "reward": "preferences", "dpo": "preferences"}
+
+
+def raw_config(task_dir, out, method, **training):
+    return {
+        "model": {"path": str(task_dir / "pi_init")},
+        "data": {"train": str(task_dir / DATA[method]), "max_length": 32},
+        "training": {
+            "output_dir": str(out),
+            "max_steps": 3,
+            "per_device_train_batch_size": 4,
+            "learning_rate": 1e-2,
+            "logging_steps": 1,
+            "save_steps": 2,
+            "seed": 0,
+            "use_cpu": True,
+            "disable_tqdm": True,
+            **training,
+        },
+    }
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT

@@ -15,7 +15,9 @@ import torch
 from torch import Tensor
 
 from irlalign.losses import iq_terms, sequence_rewards
+from irlalign.modeling.heads import get_head
 from irlalign.trainers.common import collator_for, hidden_and_head
+from irlalign.trainers.iqlearn import VALUE_HEAD
 
 
 @dataclass
@@ -39,6 +41,8 @@ def extract_token_rewards(
     was_training = model.training
     model.eval()
     hidden, head = hidden_and_head(model, batch["input_ids"], batch["attention_mask"])
+    # A checkpoint trained with the value-head ablation carries V_φ; use it as V when present.
+    value_fn = get_head(model, VALUE_HEAD)
     terms = iq_terms(
         hidden,
         batch["input_ids"],
@@ -47,6 +51,7 @@ def extract_token_rewards(
         eos_id=eos_id,
         gamma=gamma,
         chunk_tokens=chunk_tokens,
+        value_fn=value_fn,
     )
     model.train(was_training)
     seq = sequence_rewards(terms.logp, terms.r_hat, terms.v, terms.mask, gamma=gamma)
@@ -76,10 +81,12 @@ def extract_to_jsonl(
     from irlalign.data.formats import check_dataset
     from irlalign.data.loading import load_rows
     from irlalign.data.tokenize import Truncation, tokenize_dataset
+    from irlalign.modeling.heads import load_heads
     from irlalign.modeling.load import ModelOptions, load_model, load_tokenizer
 
     tok = load_tokenizer(model_path)
     model = load_model(ModelOptions(model_path))
+    load_heads(model, model_path)
     rows = load_rows(data, split)
     if max_rows is not None:
         rows = rows.select(range(min(max_rows, len(rows))))

@@ -240,6 +240,8 @@ def train(cfg: RunConfig) -> dict[str, Any]:
     print("data:", yaml.safe_dump(stats.as_metrics(), default_flow_style=True).strip())
     trainer, resume = build_trainer(cfg, tokenizer, train_ds, eval_ds)
     trainer.train(resume_from_checkpoint=resume)
+    from irlalign.modeling.heads import save_pretrained_with_heads
+
     final = cfg.run_dir / "checkpoints" / "final"
     trainer.save_model(str(final))
     tokenizer.save_pretrained(final)
@@ -247,7 +249,7 @@ def train(cfg: RunConfig) -> dict[str, Any]:
     if cfg.model.lora is not None and trainer.is_world_process_zero():
         # `final` holds the adapter (what peft users expect); `final_merged` a plain checkpoint.
         merged = cfg.run_dir / "checkpoints" / "final_merged"
-        trainer.model.merge_and_unload().save_pretrained(merged)
+        save_pretrained_with_heads(trainer.model.merge_and_unload(), merged)
         tokenizer.save_pretrained(merged)
         results["merged_checkpoint"] = str(merged)
         final = merged

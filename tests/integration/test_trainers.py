@@ -9,35 +9,16 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+from conftest import raw_config
 from irlalign.cli.main import main
 from irlalign.training import resolve, train
 
-DATA = {"sft": "demos", "iqlearn": "demos", "reward": "preferences", "dpo": "preferences"}
 LOSS_KEY = {
     "sft": "loss/mle",
     "iqlearn": "loss/td",
     "reward": "rewards/accuracy",
     "dpo": "rewards/margin",
 }
-
-
-def raw_config(task_dir, out, method, **training):
-    return {
-        "model": {"path": str(task_dir / "pi_init")},
-        "data": {"train": str(task_dir / DATA[method]), "max_length": 32},
-        "training": {
-            "output_dir": str(out),
-            "max_steps": 3,
-            "per_device_train_batch_size": 4,
-            "learning_rate": 1e-2,
-            "logging_steps": 1,
-            "save_steps": 2,
-            "seed": 0,
-            "use_cpu": True,
-            "disable_tqdm": True,
-            **training,
-        },
-    }
 
 
 def _params(model):

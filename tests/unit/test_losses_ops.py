@@ -225,3 +225,29 @@ def test_sft_loss_matches_hf_llama_builtin_loss():
     assert mask.sum() == (labels[:, 1:] != -100).sum()
     assert abs(ours.item() - hf.item()) < 1e-6
     assert metrics["loss/total"] == ours
+
+
+def test_value_head_ablation_by_hand():
+    """Spec §2.5 ablation: TD_t = v_φ(s_t) + log π(a_t|s_t) − γ·v_φ(s_{t+1}), v_φ(terminal) = 0,
+    log π still the log-softmax of the logits; written out position by position."""
+    ids, cm, hidden, head = make_batch()
+    w = torch.randn(D, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+
+    def value_fn(h):
+        return h @ w
+
+    gamma = 0.9
+    t = iq_terms(hidden, ids, cm, head, eos_id=EOS, gamma=gamma, value_fn=value_fn)
+    logp_all = torch.log_softmax(head(hidden), dim=-1)
+    vals = value_fn(hidden)
+    for b in range(ids.shape[0]):
+        for j in range(ids.shape[1] - 1):
+            if not t.mask[b, j]:
+                continue
+            a = ids[b, j + 1]
+            v_next = 0.0 if (a == EOS and t.terminal[b, j]) else vals[b, j + 1]
+            expected = vals[b, j] + logp_all[b, j, a] - gamma * v_next
+            assert torch.allclose(t.r_hat[b, j].double(), expected.double(), atol=1e-5)
+            assert torch.allclose(t.logp[b, j].double(), logp_all[b, j, a], atol=1e-5)
+    with pytest.raises(ValueError, match="separate ablations"):
+        iq_terms(hidden, ids, cm, head, eos_id=EOS, tau=0.5, value_fn=value_fn)

@@ -157,6 +157,7 @@ def iq_terms(
     drop_truncated: bool = False,
     chunk_tokens: int = 4096,
     tau: float = 1.0,
+    value_fn: Callable[[Tensor], Tensor] | None = None,
 ) -> IQTerms:
     """Everything Eq. (14) needs from one causal batch (spec §3.2), with terminal/truncation rules.
 
@@ -164,12 +165,18 @@ def iq_terms(
     position's V, or with ``drop_truncated=True`` drops that TD term (its MLE term stays).
     ``tau`` is the soft-value temperature (spec §2.5, an ablation): V = τ·LSE(Q/τ),
     log π = (Q − V)/τ, r = V + τ·log π − γV'; τ = 1 is Eq. (14) exactly.
+    ``value_fn`` (the value-head ablation, spec §2.5) maps (B, L, d) hidden states to (B, L)
+    values V_φ(s) that replace logsumexp as V; log π stays the log-softmax of the logits.
     """
+    if value_fn is not None and tau != 1.0:
+        raise ValueError("tau != 1 and a value head are separate ablations; use one at a time")
     scaled = head if tau == 1.0 else (lambda h: head(h) / tau)
     q, v_all = token_stats(hidden, _shifted_actions(input_ids), scaled, chunk_tokens=chunk_tokens)
     mask, terminal, truncated = action_masks(input_ids, completion_mask, eos_id)
+    logp = q[:, :-1] - v_all[:, :-1]
+    if value_fn is not None:
+        v_all = value_fn(hidden).float()
     v = v_all[:, :-1]
-    logp = q[:, :-1] - v
     r_hat, v_next = implicit_rewards(logp, v, v_all[:, 1:], terminal, gamma=gamma)
     if tau != 1.0:  # the statistics above are of Q/τ; V, V' and r scale back by τ
         v, v_next, r_hat = tau * v, tau * v_next, tau * r_hat

@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from transformers import Trainer
 
 from irlalign.losses import iq_terms, iqlearn_offline_loss, sequence_rewards
-from irlalign.trainers.common import MetricStore, hidden_and_head, token_normaliser
+from irlalign.modeling.heads import ScalarHead, attach_head, get_head
+from irlalign.trainers.common import MetricStore, hidden_and_head, token_normaliser, unwrap
+from irlalign.trainers.heads import HeadsCheckpointMixin
 
 TRUNCATION_MODES = ("bootstrap", "drop")
+VALUE_HEAD = "value"  # name of the value-head ablation's head in checkpoints
 
 
 @dataclass
@@ -24,6 +27,7 @@ class IQLearnConfig:
     tau: float = 1.0  # soft-value temperature; Eq. (14) implies 1 (other values: an ablation)
     chunk_tokens: int = 4096  # rows of the flattened (B·T) hidden states per head chunk
     online: bool = False  # the online variant needs the sampling stack (issue 5)
+    value_head: bool = False  # ablation (spec §2.5): scalar V_φ head instead of LSE(logits)
 
     def __post_init__(self) -> None:
         if self.lam < 0:
@@ -36,16 +40,22 @@ class IQLearnConfig:
             raise ValueError("chunk_tokens must be >= 1")
         if self.tau <= 0:
             raise ValueError("tau must be > 0")
+        if self.value_head and self.tau != 1.0:
+            raise ValueError("value_head and tau != 1 are separate ablations; set one")
         if self.online:
             raise ValueError("online IQLearn is not available yet; use online: false")
 
 
-class IQLearnTrainer(Trainer):
+class IQLearnTrainer(HeadsCheckpointMixin, Trainer):
     """`transformers.Trainer` whose loss is Eq. (14) on expert (demonstration) tokens."""
 
     def __init__(self, *args, method: IQLearnConfig | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
         self.method = method or IQLearnConfig()
+        if self.method.value_head:
+            # Before Trainer.__init__, so the head is moved, wrapped and optimised with the model.
+            model = kwargs["model"] if "model" in kwargs else args[0]
+            attach_head(model, VALUE_HEAD, ScalarHead(unwrap(model).config.hidden_size))
+        super().__init__(*args, **kwargs)
         self.metric_store = MetricStore()
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -62,6 +72,7 @@ class IQLearnTrainer(Trainer):
             drop_truncated=cfg.truncation == "drop",
             chunk_tokens=cfg.chunk_tokens,
             tau=cfg.tau,
+            value_fn=get_head(model, VALUE_HEAD) if cfg.value_head else None,
         )
         n, scale = token_normaliser(self, num_items_in_batch, inputs["completion_mask"])
         loss, metrics = iqlearn_offline_loss(
