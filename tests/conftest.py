@@ -12,7 +12,14 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("IRLALIGN_CACHE", str(ROOT / ".cache" / "irlalign"))
 
 
-DATA = {"sft": "demos", "iqlearn": "demos", "reward": "preferences", "dpo": "preferences"}
+DATA = {
+    "sft": "demos",
+    "iqlearn": "demos",
+    "reward": "preferences",
+    "dpo": "preferences",
+    "ava": "preferences",
+    "preference_transformer": "preferences",
+}
 
 
 def raw_config(task_dir, out, method, **training):

@@ -15,8 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from irlalign.modeling.load import ModelOptions, frozen_copy, load_model, load_tokenizer
+from irlalign.trainers.ava import AVAConfig, AVATrainer
 from irlalign.trainers.dpo import DPOConfig, DPOTrainer
 from irlalign.trainers.iqlearn import IQLearnConfig, IQLearnTrainer
+from irlalign.trainers.preference_transformer import (
+    PreferenceTransformerConfig,
+    PreferenceTransformerTrainer,
+)
 from irlalign.trainers.reward import RewardConfig, RewardTrainer
 from irlalign.trainers.sft import SFTConfig, SFTTrainer
 
@@ -26,15 +31,25 @@ class Method:
     config: type
     trainer: type
     model_kind: str  # "causal_lm" or "reward"
-    data_kind: str  # "demonstrations" (prompt/completion or messages) or "preference"
+    data_kind: str  # "demonstrations" (prompt/completion or messages), "preference" or "any"
     needs_reference: bool = False
+    # What the final checkpoint is evaluated as on a synthetic task: a policy, a reward model.
+    evaluates: tuple[str, ...] = ("policy",)
 
 
 METHODS: dict[str, Method] = {
     "sft": Method(SFTConfig, SFTTrainer, "causal_lm", "demonstrations"),
     "iqlearn": Method(IQLearnConfig, IQLearnTrainer, "causal_lm", "demonstrations"),
-    "reward": Method(RewardConfig, RewardTrainer, "reward", "preference"),
+    "reward": Method(RewardConfig, RewardTrainer, "reward", "preference", evaluates=("reward",)),
     "dpo": Method(DPOConfig, DPOTrainer, "causal_lm", "preference", needs_reference=True),
+    "ava": Method(AVAConfig, AVATrainer, "causal_lm", "any", evaluates=("policy", "reward")),
+    "preference_transformer": Method(
+        PreferenceTransformerConfig,
+        PreferenceTransformerTrainer,
+        "causal_lm",
+        "preference",
+        evaluates=("reward",),
+    ),
 }
 SECTIONS = ("model", "data", "method", "training", "eval")
 
@@ -164,7 +179,7 @@ def load_split(cfg: RunConfig, tokenizer, spec: str, split: str, max_rows: int |
     fmt = check_dataset(rows, source).fmt
     wanted = METHODS[cfg.method].data_kind
     got = "preference" if fmt.kind == "preference" else "demonstrations"
-    if wanted != got:
+    if wanted not in (got, "any"):
         raise ValueError(f"{source}: method '{cfg.method}' needs {wanted} data, got {fmt.kind}")
     trunc = Truncation(cfg.data.max_length, cfg.data.max_prompt_length, cfg.data.truncation)
     return tokenize_dataset(
@@ -206,13 +221,18 @@ def build_trainer(cfg: RunConfig, tokenizer, train_ds, eval_ds):
         args=args,
         train_dataset=train_ds,
         eval_dataset=eval_ds,
-        data_collator=collator_for(method.data_kind, tokenizer.pad_token_id),
+        data_collator=collator_for(data_kind_of(train_ds), tokenizer.pad_token_id),
         processing_class=tokenizer,
         callbacks=[JsonlMetricsCallback(cfg.run_dir / "metrics.jsonl")],
         method=cfg.method_config,
         **extra,
     )
     return trainer, resume
+
+
+def data_kind_of(dataset) -> str:
+    """What a tokenised dataset holds (methods with data_kind "any" accept both)."""
+    return "preference" if "chosen_input_ids" in dataset.column_names else "demonstrations"
 
 
 def unwrapped(model):
@@ -254,16 +274,20 @@ def train(cfg: RunConfig) -> dict[str, Any]:
         results["merged_checkpoint"] = str(merged)
         final = merged
     if cfg.eval.synthetic_task and trainer.is_world_process_zero():
-        results["synthetic"] = evaluate_final(cfg, final)
+        results.update(evaluate_final(cfg, final))
     if trainer.is_world_process_zero():
         run.write_eval(results)
     return results
 
 
 def evaluate_final(cfg: RunConfig, final: Path) -> dict[str, Any]:
+    """`synthetic`: policy metrics; `synthetic_rm`: reward-model metrics on held-out pairs."""
     from irlalign.synthetic.runner import eval_policy, eval_reward_model
 
-    task = cfg.eval.synthetic_task
-    if METHODS[cfg.method].model_kind == "reward":
-        return eval_reward_model(task, final)
-    return eval_policy(task, str(final), cfg.eval.samples, cfg.eval.seed)
+    task, out = cfg.eval.synthetic_task, {}
+    evaluates = METHODS[cfg.method].evaluates
+    if "policy" in evaluates:
+        out["synthetic"] = eval_policy(task, str(final), cfg.eval.samples, cfg.eval.seed)
+    if "reward" in evaluates:
+        out["synthetic_rm"] = eval_reward_model(task, final)
+    return out

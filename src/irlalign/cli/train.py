@@ -7,7 +7,7 @@ import json
 
 # The table lives in irlalign.training.METHODS; listed here too so that `--help` needs no torch
 # import (a test keeps the two equal).
-METHOD_NAMES = ("dpo", "iqlearn", "reward", "sft")
+METHOD_NAMES = ("ava", "dpo", "iqlearn", "preference_transformer", "reward", "sft")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -3,12 +3,36 @@
 Maths lives here once (architecture rule 1): this package imports only torch and its own modules.
 """
 
+from irlalign.losses.ava import (
+    AVATerms,
+    ava_d_loss,
+    ava_p_loss,
+    ava_token_terms,
+    gaussian_log_density,
+    kl_to_std_normal,
+    last_token_score,
+    ptq_q,
+    q_taken,
+    reward_weights,
+    token_rewards,
+)
 from irlalign.losses.iqlearn import implicit_rewards, iqlearn_offline_loss, sequence_rewards
 from irlalign.losses.ops import IQTerms, action_masks, causal_logps, iq_terms, token_stats
 from irlalign.losses.preference import bradley_terry_loss, dpo_loss
 from irlalign.losses.sft import sft_entropy_loss, sft_loss
 
 __all__ = [
+    "AVATerms",
+    "ava_d_loss",
+    "ava_p_loss",
+    "ava_token_terms",
+    "gaussian_log_density",
+    "kl_to_std_normal",
+    "last_token_score",
+    "ptq_q",
+    "q_taken",
+    "reward_weights",
+    "token_rewards",
     "IQTerms",
     "action_masks",
     "bradley_terry_loss",

@@ -9,10 +9,12 @@ the checkpoint stays an ordinary model folder (``from_pretrained`` never sees th
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 HEADS_ATTR = "irl_heads"
@@ -41,13 +43,99 @@ class ScalarHead(nn.Module):
         return {"kind": self.kind, "hidden_size": self.hidden_size}
 
 
-HEAD_KINDS: dict[str, type[nn.Module]] = {ScalarHead.kind: ScalarHead}
+class GaussianRewardHead(nn.Module):
+    """AVA's reward head RHead(h; φ) (Cai et al. 2024, Eq. 9): (…, d) -> μ, σ, each (…,) fp32.
+
+    Linear d -> 2, μ = out₀, σ = softplus(out₁) + floor (specs/ava.md §1). Zero weight and bias
+    (0, log(e − 1)) give μ = 0, σ = 1 at init: the posterior starts at the N(0, 1) prior. ``shift``,
+    ``rwt`` and ``rwt_rescale`` are how the head was trained to be read; they travel with it so a
+    reloaded reward model scores exactly as during training.
+    """
+
+    kind = "gaussian"
+
+    def __init__(
+        self,
+        hidden_size: int,
+        shift: int = 1,
+        rwt: str = "attn",
+        rwt_rescale: bool = False,
+        sigma_floor: float = 1e-4,
+    ):
+        super().__init__()
+        self.hidden_size, self.shift, self.rwt = hidden_size, shift, rwt
+        self.rwt_rescale, self.sigma_floor = rwt_rescale, sigma_floor
+        self.proj = nn.Linear(hidden_size, 2, dtype=torch.float32)
+        nn.init.zeros_(self.proj.weight)
+        with torch.no_grad():
+            self.proj.bias.copy_(torch.tensor([0.0, math.log(math.e - 1.0)]))
+
+    def forward(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.proj(hidden.to(self.proj.weight.dtype)).float()
+        return out[..., 0], F.softplus(out[..., 1]) + self.sigma_floor
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "hidden_size": self.hidden_size,
+            "shift": self.shift,
+            "rwt": self.rwt,
+            "rwt_rescale": self.rwt_rescale,
+            "sigma_floor": self.sigma_floor,
+        }
 
 
-def register_head_kind(cls: type[nn.Module]) -> type[nn.Module]:
-    """Make a head class rebuildable from ``irl_heads.json`` (it needs ``kind`` and ``spec()``)."""
-    HEAD_KINDS[cls.kind] = cls
-    return cls
+class PreferenceAttentionHead(nn.Module):
+    """Preference Transformer (Kim et al. 2023) score S(y) = Σ_t w_t r_t (specs/ava.md §4.4).
+
+    r_t a per-step scalar reward, w_t = (1/|y|) Σ_i softmax_t(q_i·k_t/√d) over valid tokens
+    (non-causal), the same form as AVA's Eq. 11; trained with a Bradley–Terry loss on S.
+    """
+
+    kind = "preference_attention"
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.q = nn.Linear(hidden_size, hidden_size, dtype=torch.float32)
+        self.k = nn.Linear(hidden_size, hidden_size, dtype=torch.float32)
+        self.r = nn.Linear(hidden_size, 1, dtype=torch.float32)
+
+    def forward(self, hidden: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, T, d), (B, T) -> weights w (B, T) and per-step rewards r (B, T), 0 on pads."""
+        h = hidden.to(self.q.weight.dtype)
+        m = attention_mask.bool()
+        logits = self.q(h) @ self.k(h).transpose(1, 2) / math.sqrt(h.shape[-1])
+        att = logits.masked_fill(~m[:, None, :], float("-inf")).softmax(-1)
+        att = torch.where(m[:, :, None], att, torch.zeros_like(att))
+        w = att.sum(1) / m.sum(1, keepdim=True).clamp_min(1)
+        r = torch.where(m, self.r(h).squeeze(-1), torch.zeros_like(w))
+        return w, r
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, "hidden_size": self.hidden_size}
+
+
+class LinearQHead(nn.Module):
+    """A freshly initialised Q head nn.Linear(d, V) (AVA's "w/o ptq" ablation, Eq. 8)."""
+
+    kind = "linear_q"
+
+    def __init__(self, hidden_size: int, vocab_size: int):
+        super().__init__()
+        self.hidden_size, self.vocab_size = hidden_size, vocab_size
+        self.linear = nn.Linear(hidden_size, vocab_size, dtype=torch.float32)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return self.linear(hidden.to(self.linear.weight.dtype))
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, "hidden_size": self.hidden_size, "vocab_size": self.vocab_size}
+
+
+HEAD_KINDS: dict[str, type[nn.Module]] = {
+    cls.kind: cls for cls in (ScalarHead, GaussianRewardHead, PreferenceAttentionHead, LinearQHead)
+}
 
 
 def _base(model: nn.Module) -> nn.Module:

@@ -1,17 +1,35 @@
 """The library's reward-model interface and its loader.
 
-Consumers (evaluation now; RL and best-of-N later) depend only on `RewardModel.score`.
+Consumers (evaluation, and later RL and best-of-N) depend only on `RewardModel`: one score per
+(prompt, response) and per-token rewards over the response tokens. Three implementations share it:
+a Bradley–Terry sequence classifier (terminal-only token rewards), the Preference Transformer
+(w_t·r_t) and AVA's Gaussian posterior mean (w_t·μ_t, with σ). Every one of them tokenises
+exactly as training did: prompt and response separately, EOS appended.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from torch import Tensor
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+from irlalign.modeling.heads import HEADS_CONFIG, get_head, load_heads
+
+
+@dataclass
+class ResponseRewards:
+    """Per-token rewards of one response: index k is the reward for generating ``token_ids[k]``."""
+
+    token_ids: list[int]
+    rewards: np.ndarray  # (n,) float; sums to the model's return for the response
+    sigma: np.ndarray | None = None  # (n,) posterior standard deviation where the model has one
 
 
 @runtime_checkable
@@ -20,42 +38,195 @@ class RewardModel(Protocol):
         """One scalar per (prompt, response) pair, higher = better."""
         ...
 
+    def token_rewards(
+        self, prompts: Sequence[str], responses: Sequence[str]
+    ) -> list[ResponseRewards]:
+        """Per-token rewards over each response's tokens (the RM tokenizer's tokens)."""
+        ...
+
+
+def response_batches(
+    model, tokenizer, prompts: Sequence[str], responses: Sequence[str], batch_size: int
+) -> Iterator[dict[str, Tensor]]:
+    """Right-padded batches with `completion_mask`, tokenised as `irlalign.data.tokenize` does."""
+    from irlalign.data.collate import CompletionCollator
+    from irlalign.data.formats import DataFormat
+    from irlalign.data.tokenize import tokenize_rows
+
+    if len(prompts) != len(responses):
+        raise ValueError("prompts and responses must have the same length")
+    rows = [{"prompt": p, "completion": r} for p, r in zip(prompts, responses, strict=True)]
+    fmt = DataFormat("prompt_completion", conversational=False)
+    pad = tokenizer.pad_token_id
+    collate = CompletionCollator(pad if pad is not None else 0)
+    for start in range(0, len(rows), batch_size):
+        feats, _ = tokenize_rows(rows[start : start + batch_size], tokenizer, fmt)
+        yield {k: v.to(model.device) for k, v in collate(feats).items()}
+
+
+@torch.no_grad()
+def batched_scores(rm, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+    """`rm._score` over batches: the shared body of every `RewardModel.score` here."""
+    batches = response_batches(rm.model, rm.tokenizer, prompts, responses, rm.batch_size)
+    out = [rm._score(b).float().cpu() for b in batches]
+    return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+@torch.no_grad()
+def batched_token_rewards(
+    rm, prompts: Sequence[str], responses: Sequence[str]
+) -> list[ResponseRewards]:
+    """`rm._token_rewards` over batches, cut to each response's tokens."""
+    out = []
+    for batch in response_batches(rm.model, rm.tokenizer, prompts, responses, rm.batch_size):
+        rewards, sigma = rm._token_rewards(batch)
+        for b in range(batch["input_ids"].shape[0]):
+            m = batch["completion_mask"][b].bool()
+            out.append(
+                ResponseRewards(
+                    token_ids=batch["input_ids"][b][m].tolist(),
+                    rewards=rewards[b][m].float().cpu().numpy(),
+                    sigma=None if sigma is None else sigma[b][m].float().cpu().numpy(),
+                )
+            )
+    return out
+
+
+def last_positions(attention_mask: Tensor) -> Tensor:
+    """(B,) index of the last non-pad token of right-padded rows."""
+    return attention_mask.long().sum(1) - 1
+
+
+def at_last(values: Tensor, attention_mask: Tensor) -> Tensor:
+    """(B, T) values -> (B, T) zeros except the last non-pad position, which keeps (B,) values."""
+    out = torch.zeros(attention_mask.shape, dtype=values.dtype, device=values.device)
+    return out.scatter(1, last_positions(attention_mask)[:, None], values[:, None])
+
 
 class SequenceClassifierReward:
-    """A Hugging Face sequence-classification model with one label, read as a scalar reward."""
+    """A sequence-classification model with one label (Bradley–Terry RM): the score is the head's
+    output at the last token; as token rewards, all of it sits on the final response token."""
 
-    def __init__(self, model, tokenizer, batch_size: int = 64, separator: str = " "):
-        self.model, self.tokenizer = model.eval(), tokenizer
-        self.batch_size, self.separator = batch_size, separator
+    def __init__(self, model, tokenizer, batch_size: int = 64):
+        self.model, self.tokenizer, self.batch_size = model.eval(), tokenizer, batch_size
 
-    @torch.no_grad()
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
-        if len(prompts) != len(responses):
-            raise ValueError("prompts and responses must have the same length")
-        texts = [p + self.separator + r for p, r in zip(prompts, responses, strict=True)]
-        self.tokenizer.padding_side = "right"
-        out = []
-        for start in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(
-                texts[start : start + self.batch_size],
-                add_special_tokens=False,
-                padding=True,
-                return_tensors="pt",
-            ).to(self.model.device)
-            out.append(self.model(**enc).logits[:, 0].float().cpu())
-        return torch.cat(out).numpy() if out else np.zeros(0)
+        return batched_scores(self, prompts, responses)
+
+    def token_rewards(
+        self, prompts: Sequence[str], responses: Sequence[str]
+    ) -> list[ResponseRewards]:
+        return batched_token_rewards(self, prompts, responses)
+
+    def _score(self, batch: dict[str, Tensor]) -> Tensor:
+        ids, am = batch["input_ids"], batch["attention_mask"]
+        return self.model(input_ids=ids, attention_mask=am).logits[:, 0]
+
+    def _token_rewards(self, batch: dict[str, Tensor]) -> tuple[Tensor, None]:
+        return at_last(self._score(batch).float(), batch["attention_mask"]), None
 
 
-def load_reward_model(path: str | Path) -> RewardModel:
-    """Load a reward-model folder: a sequence classifier with `num_labels == 1`."""
+class PreferenceTransformerReward:
+    """S(y) = Σ_t w_t r_t; token rewards w_t·r_t on response tokens, with the prompt tokens'
+    share (the attention also weighs them) added to the final token so the sum is S(y)."""
+
+    def __init__(self, model, tokenizer, batch_size: int = 64):
+        self.model, self.tokenizer, self.batch_size = model.eval(), tokenizer, batch_size
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        return batched_scores(self, prompts, responses)
+
+    def token_rewards(
+        self, prompts: Sequence[str], responses: Sequence[str]
+    ) -> list[ResponseRewards]:
+        return batched_token_rewards(self, prompts, responses)
+
+    def _parts(self, batch: dict[str, Tensor]) -> Tensor:
+        from irlalign.trainers.common import forward_hidden
+
+        am = batch["attention_mask"]
+        hidden, _, _ = forward_hidden(self.model, batch["input_ids"], am)
+        w, r = get_head(self.model, "preference")(hidden, am)
+        return w * r
+
+    def _score(self, batch: dict[str, Tensor]) -> Tensor:
+        return self._parts(batch).sum(1)
+
+    def _token_rewards(self, batch: dict[str, Tensor]) -> tuple[Tensor, None]:
+        wr = self._parts(batch)
+        cm = batch["completion_mask"].bool()
+        prompt_share = torch.where(cm, torch.zeros_like(wr), wr).sum(1)
+        last = at_last(prompt_share, batch["attention_mask"])  # the final response token
+        return torch.where(cm, wr, torch.zeros_like(wr)) + last, None
+
+
+class AVAReward:
+    """AVA's posterior mean (specs/ava.md §5.1): score = w_T·μ_T at the last token; token
+    rewards w_t·μ_t (σ scaled alike), read with the shift and rwt the head was trained with."""
+
+    def __init__(self, model, tokenizer, batch_size: int = 64):
+        self.model, self.tokenizer, self.batch_size = model.eval(), tokenizer, batch_size
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        return batched_scores(self, prompts, responses)
+
+    def token_rewards(
+        self, prompts: Sequence[str], responses: Sequence[str]
+    ) -> list[ResponseRewards]:
+        return batched_token_rewards(self, prompts, responses)
+
+    def _posterior(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        from irlalign.losses.ava import reward_weights
+        from irlalign.trainers.common import forward_hidden
+
+        head = get_head(self.model, "reward")
+        ids, am = batch["input_ids"], batch["attention_mask"]
+        hidden, _, attn = forward_hidden(self.model, ids, am, attentions=head.rwt == "attn")
+        mu, sigma = head(hidden)
+        if attn is not None:
+            w = reward_weights(attn, am, rescale=head.rwt_rescale)
+            mu, sigma = mu * w, (sigma * w).clamp_min(1e-6)
+        return mu, sigma
+
+    def _score(self, batch: dict[str, Tensor]) -> Tensor:
+        from irlalign.losses.ava import last_token_score
+
+        return last_token_score(self._posterior(batch)[0], batch["attention_mask"])
+
+    def _token_rewards(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        from irlalign.losses.ava import token_rewards
+
+        mu, sigma = self._posterior(batch)
+        shift = get_head(self.model, "reward").shift
+        cm = batch["completion_mask"]
+        return token_rewards(mu, cm, shift=shift), token_rewards(sigma, cm, shift=shift)
+
+
+def load_reward_model(path: str | Path, batch_size: int = 64) -> RewardModel:
+    """Load any reward-model folder the library writes: a Bradley–Terry sequence classifier
+    (`num_labels == 1`), or a causal LM with a Preference-Transformer or AVA head beside it."""
+    from irlalign.modeling.load import load_tokenizer
+
     path = Path(path)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"{path}: no config.json; not a reward-model folder")
+    tokenizer = load_tokenizer(str(path))
+    tokenizer.padding_side = "right"
+    heads_file = path / HEADS_CONFIG
+    heads = json.loads(heads_file.read_text()) if heads_file.exists() else {}
+    for name, cls in (("reward", AVAReward), ("preference", PreferenceTransformerReward)):
+        if name in heads:
+            model = AutoModelForCausalLM.from_pretrained(path)
+            load_heads(model, path)
+            if cls is AVAReward and heads[name].get("rwt") == "attn":
+                model.set_attn_implementation("eager")
+            return cls(model, tokenizer, batch_size)
     config = AutoConfig.from_pretrained(path)
     if getattr(config, "num_labels", None) != 1:
         raise ValueError(
-            f"{path}: expected a sequence-classification reward model with num_labels=1, "
-            f"got architectures={config.architectures} num_labels={config.num_labels}"
+            f"{path}: not a reward model: expected a sequence classifier with num_labels=1 or an "
+            f"AVA / Preference-Transformer head ({HEADS_CONFIG}), got "
+            f"architectures={config.architectures} num_labels={config.num_labels}"
         )
     model = AutoModelForSequenceClassification.from_pretrained(path)
-    return SequenceClassifierReward(model, AutoTokenizer.from_pretrained(path))
+    return SequenceClassifierReward(model, tokenizer, batch_size)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -31,6 +32,15 @@ def hidden_and_head(model: torch.nn.Module, input_ids: Tensor, attention_mask: T
     captures its `last_hidden_state`, the exact input of the model's own head. The chunked head
     in `irlalign.losses.ops.token_stats` then recomputes logits block by block.
     """
+    hidden, head, _ = forward_hidden(model, input_ids, attention_mask)
+    return hidden, head
+
+
+def forward_hidden(
+    model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor, attentions: bool = False
+) -> tuple[Tensor, Callable[[Tensor], Tensor], Tensor | None]:
+    """`hidden_and_head` plus, with ``attentions=True``, the last layer's post-softmax
+    self-attention (B, H, L, L) (needs an eager attention implementation)."""
     base = unwrap(model)
     backbone = getattr(base, base.base_model_prefix, None)
     if backbone is None or backbone is base:
@@ -42,17 +52,31 @@ def hidden_and_head(model: torch.nn.Module, input_ids: Tensor, attention_mask: T
 
     handle = backbone.register_forward_hook(grab)
     kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
+    if attentions:
+        kwargs["output_attentions"] = True
     try:
         try:
-            model(**kwargs, logits_to_keep=1)
+            out = model(**kwargs, logits_to_keep=1)
         except TypeError:
             warnings.warn(
                 f"{type(base).__name__} does not accept logits_to_keep; computing full logits",
                 stacklevel=2,
             )
-            model(**kwargs)
+            out = model(**kwargs)
     finally:
         handle.remove()
+    attn = None
+    if attentions:
+        if not out.attentions or out.attentions[-1] is None:
+            raise ValueError(
+                f"{type(base).__name__} returned no attention weights; load it with "
+                'attn_implementation="eager" (model.extra) to use reward weights (rwt="attn")'
+            )
+        attn = out.attentions[-1]
+    return captured["h"], _output_head(base), attn
+
+
+def _output_head(base: PreTrainedModel) -> Callable[[Tensor], Tensor]:
     head = base.get_output_embeddings()
     cap = getattr(base.config, "final_logit_softcapping", None)
     if cap:  # Gemma-2 style soft-capping is part of the model's logits
@@ -61,7 +85,7 @@ def hidden_and_head(model: torch.nn.Module, input_ids: Tensor, attention_mask: T
         def head(h: Tensor) -> Tensor:
             return cap * torch.tanh(linear(h) / cap)
 
-    return captured["h"], head
+    return head
 
 
 def token_normaliser(trainer, num_items_in_batch, completion_mask: Tensor):

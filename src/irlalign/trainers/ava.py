@@ -1,0 +1,186 @@
+"""AVA: approximated variational Bayesian IRL with token-level Gaussian reward posteriors.
+
+Cai et al. 2024, *Approximated Variational Bayesian Inverse Reinforcement Learning for Large
+Language Model Alignment* (arXiv 2411.09341): AVA-d (Eq. 13) on demonstrations, AVA-p with the
+contrastive expected return (Eqs. 17–18) on preferences. One trainer serves both uses of
+specs/ava.md §5: on a small LM it is a reward model (the Gaussian head is what is kept), on the
+policy LM it is direct optimisation (the LM is decoded normally afterwards). Defaults are the
+spec's "Decisions for irlalign" (§1); every ablation of Table 1 is a field below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from transformers import Trainer
+
+from irlalign.data.collate import SEQUENCE_FIELDS
+from irlalign.losses.ava import (
+    AVATerms,
+    ava_d_loss,
+    ava_p_loss,
+    ava_token_terms,
+    last_token_score,
+    q_taken,
+    reward_weights,
+    token_rewards,
+)
+from irlalign.modeling.heads import GaussianRewardHead, LinearQHead, attach_head, get_head
+from irlalign.trainers.common import MetricStore, forward_hidden, unwrap
+from irlalign.trainers.heads import HeadsCheckpointMixin
+from irlalign.trainers.pairs import pad_id_of, stack_pairs
+
+REWARD_HEAD, Q_HEAD = "reward", "q"
+CHOICES = {"q_head": ("ptq", "fresh"), "ll_range": ("all", "paper"), "rwt": ("attn", "none")}
+
+
+@dataclass
+class AVAConfig:
+    alpha: float = 1.0  # α, probability -> Q temperature of "ptq" (Eq. 12)
+    beta: float = 1.0  # β, Boltzmann rationality (Eq. 3); not DPO's β
+    gamma: float = 1.0  # γ in δ_t = Q(s, a) − γ Q(s', a') (Eq. 7)
+    lam: float = 1.0  # λ, weight of the TD log-density term
+    q_head: str = "ptq"  # "ptq" (Eq. 12 on the LM head) or "fresh" (ablation "w/o ptq")
+    exact_boltzmann: bool | None = None  # None = auto: on iff β ≠ 1 or q_head == "fresh"
+    shift: int = 1  # 1: reward of y_{1:t+1} read at h_{t+1}; 0: literal Eq. 9 (P3)
+    ll_range: str = "all"  # "all" response actions, or "paper": t = 1..|y|−2 (P4)
+    rwt: str = "attn"  # reward weights (Eq. 11) from last-layer attention, or "none"
+    rwt_rescale: bool = False  # mean weight 1 instead of Σ w = 1 (P7)
+    td_on_rejected: bool = True  # TD/KL terms on rejected sequences too (P5)
+    use_neg: bool = True  # ablation "w/o neg": drop −βQ(y⁻)
+    use_irl: bool = True  # ablation "w/o irl": drop TD and KL terms
+    cer_coef: float = 1.0  # weight of the contrastive expected return (0 = "w/o cer")
+    cer_log: bool = False  # log σ(Δ) instead of the literal σ(Δ) of Eq. 18 (P6)
+    chosen_only: bool = False  # preference data: AVA-d on the chosen half (Table 1 last row)
+    chunk_tokens: int = 4096  # rows of flattened (B·T) hidden states per vocabulary chunk
+
+    def __post_init__(self) -> None:
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.shift not in (0, 1):
+            raise ValueError("shift must be 0 or 1")
+        if not 0 < self.gamma <= 1:
+            raise ValueError("gamma must be in (0, 1]")
+        if self.alpha <= 0 or self.beta <= 0:
+            raise ValueError("alpha and beta must be > 0")
+        if self.lam < 0 or self.cer_coef < 0:
+            raise ValueError("lam and cer_coef must be >= 0")
+        if self.chunk_tokens < 1:
+            raise ValueError("chunk_tokens must be >= 1")
+
+    @property
+    def exact(self) -> bool:
+        if self.exact_boltzmann is not None:
+            return self.exact_boltzmann
+        return self.beta != 1.0 or self.q_head == "fresh"
+
+
+def attach_ava_heads(model: torch.nn.Module, cfg: AVAConfig) -> None:
+    """The TQR heads (Eqs. 8–9) on a causal LM; eager attention when rwt reads attentions."""
+    base = unwrap(model)
+    d = base.config.hidden_size
+    attach_head(model, REWARD_HEAD, GaussianRewardHead(d, cfg.shift, cfg.rwt, cfg.rwt_rescale))
+    if cfg.q_head == "fresh":
+        vocab = base.get_output_embeddings().weight.shape[0]
+        attach_head(model, Q_HEAD, LinearQHead(d, vocab))
+        freeze_untied_lm_head(base)
+    if cfg.rwt == "attn":
+        base.set_attn_implementation("eager")
+
+
+def freeze_untied_lm_head(base) -> None:
+    """An output head the loss never reads gets no gradient; freeze it (DDP needs that) unless
+    it is tied to the input embeddings, which the loss does use."""
+    head = base.get_output_embeddings()
+    if head.weight is not base.get_input_embeddings().weight:
+        head.requires_grad_(False)
+
+
+def tqr_terms(model: torch.nn.Module, batch: dict[str, torch.Tensor], cfg: AVAConfig) -> AVATerms:
+    """One TQR forward (specs/ava.md §4.2 `TQR.forward`) on a right-padded causal batch."""
+    ids, am = batch["input_ids"], batch["attention_mask"]
+    hidden, lm_head, attn = forward_hidden(model, ids, am, attentions=cfg.rwt == "attn")
+    weights = None if attn is None else reward_weights(attn, am, rescale=cfg.rwt_rescale)
+    head = get_head(model, Q_HEAD) if cfg.q_head == "fresh" else lm_head
+    q_sa, lse = q_taken(
+        hidden,
+        ids,
+        head,
+        alpha=cfg.alpha,
+        beta=cfg.beta,
+        ptq=cfg.q_head == "ptq",
+        weights=weights,
+        need_lse=cfg.exact,
+        chunk_tokens=cfg.chunk_tokens,
+    )
+    mu, sigma = get_head(model, REWARD_HEAD)(hidden)
+    return ava_token_terms(
+        q_sa,
+        mu,
+        sigma,
+        batch["completion_mask"],
+        beta=cfg.beta,
+        gamma=cfg.gamma,
+        shift=cfg.shift,
+        weights=weights,
+        lse=lse,
+        paper_ll_range=cfg.ll_range == "paper",
+    )
+
+
+def _rows(terms: AVATerms, rows: slice) -> AVATerms:
+    return AVATerms(**{f.name: getattr(terms, f.name)[rows] for f in dataclasses.fields(terms)})
+
+
+class AVATrainer(HeadsCheckpointMixin, Trainer):
+    """`transformers.Trainer` with −F_d (demonstrations) or −(F_p + F_c) (preferences)."""
+
+    def __init__(self, *args, method: AVAConfig | None = None, **kwargs):
+        self.method = method or AVAConfig()
+        # Before Trainer.__init__, so the heads are moved, wrapped and optimised with the model.
+        attach_ava_heads(kwargs["model"] if "model" in kwargs else args[0], self.method)
+        super().__init__(*args, **kwargs)
+        self.metric_store = MetricStore()
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        cfg = self.method
+        if "chosen_input_ids" not in inputs:
+            loss, metrics = ava_d_loss(tqr_terms(model, inputs, cfg), lam=cfg.lam)
+        elif cfg.chosen_only:
+            chosen = {k: inputs[f"chosen_{k}"] for k in SEQUENCE_FIELDS}
+            loss, metrics = ava_d_loss(tqr_terms(model, chosen, cfg), lam=cfg.lam)
+        else:
+            loss, metrics = self._preference_loss(model, inputs)
+        self.metric_store.add(metrics)
+        return (loss, {"loss": loss}) if return_outputs else loss
+
+    def _preference_loss(self, model, inputs):
+        cfg = self.method
+        both = stack_pairs(inputs, pad_id_of(self))
+        terms = tqr_terms(model, both, cfg)
+        half = inputs["chosen_input_ids"].shape[0]
+        chosen, rejected = _rows(terms, slice(0, half)), _rows(terms, slice(half, None))
+        am = both["attention_mask"]
+        scores = last_token_score(terms.mu, am)
+        loss, metrics = ava_p_loss(
+            chosen,
+            rejected,
+            scores[:half],
+            scores[half:],
+            lam=cfg.lam,
+            cer_coef=cfg.cer_coef,
+            td_on_rejected=cfg.td_on_rejected,
+            cer_log=cfg.cer_log,
+            use_neg=cfg.use_neg,
+            use_irl=cfg.use_irl,
+        )
+        # The alternative sequence score Σ_t μ_t (Eq. 19's expected return), always logged (P12).
+        sums = token_rewards(terms.mu, both["completion_mask"], shift=cfg.shift).sum(1).detach()
+        metrics["rewards/accuracy_sum"] = (sums[:half] > sums[half:]).float().mean()
+        return loss, metrics
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        super().log(self.metric_store.merge_into(logs), *args, **kwargs)
