@@ -106,3 +106,38 @@ def reward_model_metrics(task_prefs, score: ScoreFn) -> dict[str, float]:
         "spearman": spearman(np.concatenate([s_c, s_r]), np.concatenate([g_c, g_r])),
         "n_pairs": len(prompts),
     }
+
+
+TokenRewardFn = Callable[[Sequence[str], Sequence[str]], list]
+
+
+def reward_recovery(task: Task, prompts: Sequence[str], responses: Sequence[str], learned) -> dict:
+    """Spearman of learned per-token rewards with r* over all response tokens (spec §7).
+
+    ``learned`` holds one array per response, one entry per response token (words and `<eos>`;
+    the benchmark's tokenizer is word-level). A reward is identified only up to potential shaping,
+    so the second number compares with r* shaped by the expert's own soft value,
+    r*(s, a) + V*(s') − V*(s) = β·log(π*(a|s) / π_ref(a|s)) (the soft advantage): a reward that
+    equals r* up to shaping by V* scores 1 there, even if its raw correlation is low.
+    """
+    star = oracle.expert(task)
+    beta, ref = task.config.beta, task.ref_table()
+    raw, shaped, mine = [], [], []
+    for prompt, response, values in zip(prompts, responses, learned, strict=True):
+        topic, words = parse_prompt(task, prompt)
+        actions = parse_response(task, response)
+        values = np.asarray(values, dtype=float)
+        if len(values) != len(actions):
+            n, m = len(values), len(actions)
+            raise ValueError(f"{n} learned rewards for {m} tokens in {response!r}")
+        raw.append(oracle.sequence_rewards(task.reward_table(), topic, words[-1], actions))
+        log_star = oracle.sequence_log_probs(star.policy, topic, words[-1], actions)
+        log_ref = oracle.sequence_log_probs(ref, topic, words[-1], actions)
+        shaped.append(beta * (log_star - log_ref))
+        mine.append(values)
+    mine_all = np.concatenate(mine)
+    return {
+        "recovery_spearman_raw": spearman(mine_all, np.concatenate(raw)),
+        "recovery_spearman_shaped": spearman(mine_all, np.concatenate(shaped)),
+        "recovery_tokens": int(len(mine_all)),
+    }

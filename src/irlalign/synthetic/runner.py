@@ -46,7 +46,13 @@ def eval_reward_model(task_dir: str | Path, rm: str | Path | RewardModel) -> dic
     """RM quality on the held-out preference split (`preferences/test`)."""
     model = rm if isinstance(rm, RewardModel) else load_reward_model(rm)
     prefs = load_from_disk(str(Path(task_dir) / "preferences"))["test"]
-    return evaluate.reward_model_metrics(prefs, model.score)
+    out = evaluate.reward_model_metrics(prefs, model.score)
+    # Reward recovery on the same held-out responses, chosen and rejected alike.
+    prompts = list(prefs["prompt"]) * 2
+    responses = list(prefs["chosen"]) + list(prefs["rejected"])
+    learned = [row.rewards for row in model.token_rewards(prompts, responses)]
+    out.update(evaluate.reward_recovery(load_task(task_dir), prompts, responses, learned))
+    return out
 
 
 def init_kl(task_dir: str | Path) -> float:
