@@ -1,11 +1,16 @@
-"""Step cost of offline IQLearn vs SFT, and of our SFT vs TRL's SFTTrainer, on the same batch.
+"""Step cost of offline IQLearn vs SFT, and of our SFT vs TRL's SFTTrainer, on the same batch;
+with `--suite ava`, of AVA-p and the Preference Transformer vs a Bradley–Terry RM step.
 
 Prints, per model, the median forward+backward+AdamW step time and the peak memory of each
-variant, and their ratios to our SFT measured in the same run. Memory: on CUDA the peak
-allocated bytes; on CPU the growth of the process's peak RSS over the steps, measured in a fresh
-subprocess per variant (so one variant's allocator cache cannot hide another's peak).
+variant, and their ratios to the suite's baseline (our SFT; the BT RM) measured in the same run.
+Memory: on CUDA the peak allocated bytes; on CPU the growth of the process's peak RSS over the
+steps, measured in a fresh subprocess per variant (so one variant's allocator cache cannot hide
+another's peak).
 
-    python benchmarks/step_cost.py [--steps 20] [--batch 8] [--seq 128]
+    python benchmarks/step_cost.py [--steps 20] [--batch 8] [--seq 128] [--suite ava]
+
+In the AVA suite the batch is `batch` preference pairs (the rows above as chosen, the same rows
+rolled by one as rejected), so every variant sees 2·batch sequences per step.
 """
 
 from __future__ import annotations
@@ -37,16 +42,20 @@ MODELS = {
         num_attention_heads=4,
     ),
 }
-VARIANTS = ("sft", "iqlearn", "trl_sft", "hf_loss")
+SUITES = {
+    "iqlearn": (("sft", "iqlearn", "trl_sft", "hf_loss"), "sft"),
+    "ava": (("bt_rm", "ava_p", "ava_p_norwt", "pt_rm"), "bt_rm"),
+}
 
 
-def build(model_name: str, batch: int, seq: int, seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
+def build(model_name: str, batch: int, seq: int, seed: int = 0, classifier: bool = False):
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
 
     cfg = dict(MODELS[model_name])
     cfg["num_key_value_heads"] = cfg["num_attention_heads"]
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(LlamaConfig(**cfg, pad_token_id=0, eos_token_id=2, bos_token_id=1))
+    config = LlamaConfig(**cfg, pad_token_id=0, eos_token_id=2, bos_token_id=1, num_labels=1)
+    model = (LlamaForSequenceClassification if classifier else LlamaForCausalLM)(config)
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(4, cfg["vocab_size"], (batch, seq), generator=g)
     lengths = torch.randint(seq // 2, seq + 1, (batch,), generator=g)
@@ -68,6 +77,27 @@ def _tokenizer():
     return build_tokenizer(build_task(SyntheticConfig()))
 
 
+def pairs(batch: dict) -> dict:
+    """A preference batch: `batch` as chosen, its rows rolled by one as rejected."""
+    out = {f"chosen_{k}": v for k, v in batch.items()}
+    out.update({f"rejected_{k}": v.roll(1, dims=0) for k, v in batch.items()})
+    return out
+
+
+def make_ava_step(variant: str, model, batch, args):
+    from irlalign.trainers.ava import AVAConfig, AVATrainer
+    from irlalign.trainers.preference_transformer import PreferenceTransformerTrainer
+    from irlalign.trainers.reward import RewardTrainer
+
+    cls = {"bt_rm": RewardTrainer, "pt_rm": PreferenceTransformerTrainer}.get(variant, AVATrainer)
+    extra = {}
+    if variant.startswith("ava_p"):
+        extra["method"] = AVAConfig(rwt="none" if variant == "ava_p_norwt" else "attn")
+    trainer = cls(model=model, args=args, processing_class=None, **extra)
+    inputs = pairs(batch)
+    return lambda: trainer.compute_loss(trainer.model, inputs)
+
+
 def make_step(variant: str, model, batch):
     """A closure computing the variant's loss on `batch` (forward only; caller does backward)."""
     from transformers import TrainingArguments
@@ -84,6 +114,8 @@ def make_step(variant: str, model, batch):
         remove_unused_columns=False,
         label_names=[],
     )
+    if variant in SUITES["ava"][0]:
+        return make_ava_step(variant, model, batch, args)
     inputs = with_labels(dict(batch))
     if variant == "hf_loss":
         return lambda: (
@@ -117,12 +149,12 @@ def make_step(variant: str, model, batch):
 
 
 def measure(model_name: str, variant: str, steps: int, batch: int, seq: int) -> dict:
-    model, data = build(model_name, batch, seq)
+    model, data = build(model_name, batch, seq, classifier=variant == "bt_rm")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).train()
     data = {k: v.to(device) for k, v in data.items()}
-    step = make_step(variant, model, data)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    step = make_step(variant, model, data)  # may attach heads: build the optimiser after it
+    opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-4)
     times = []
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if device == "cuda":
@@ -152,8 +184,10 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--suite", choices=sorted(SUITES), default="iqlearn")
     p.add_argument("--one", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)
     a = p.parse_args()
+    variants, baseline = SUITES[a.suite]
     if a.one:
         print(json.dumps(measure(a.one[0], a.one[1], a.steps, a.batch, a.seq)))
         return
@@ -161,11 +195,11 @@ def main() -> None:
         f"device: {'cuda' if torch.cuda.is_available() else 'cpu'}, threads "
         f"{torch.get_num_threads()}, batch {a.batch} x {a.seq} tokens, {a.steps} steps"
     )
-    print("| model | variant | step ms | ×SFT time | peak MiB | ×SFT memory |")
+    print(f"| model | variant | step ms | ×{baseline} time | peak MiB | ×{baseline} memory |")
     print("|---|---|---:|---:|---:|---:|")
     for name in MODELS:
         rows = {}
-        for variant in VARIANTS:
+        for variant in variants:
             cmd = [
                 sys.executable,
                 __file__,
@@ -184,11 +218,11 @@ def main() -> None:
                 print(f"| {name} | {variant} | failed: {res.stderr.strip().splitlines()[-1]} |")
                 continue
             rows[variant] = json.loads(res.stdout.strip().splitlines()[-1])
-        sft = rows.get("sft")
+        base = rows.get(baseline)
         for variant, r in rows.items():
-            t_ratio = r["median_ms"] / sft["median_ms"] if sft else float("nan")
+            t_ratio = r["median_ms"] / base["median_ms"] if base else float("nan")
             m_ratio = (
-                r["peak_mib"] / sft["peak_mib"] if sft and sft["peak_mib"] > 0 else float("nan")
+                r["peak_mib"] / base["peak_mib"] if base and base["peak_mib"] > 0 else float("nan")
             )
             print(
                 f"| {name} | {variant} | {r['median_ms']:.1f} | {t_ratio:.3f} | "

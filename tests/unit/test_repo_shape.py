@@ -96,11 +96,12 @@ def test_ruff_is_clean():
 
 
 def test_quickstart_rows_match_the_presets():
-    from irlalign.cli.quickstart import TRAINED_ROWS, method_config
+    from irlalign.cli.quickstart import RM_ROWS, TRAINED_ROWS, method_config
 
-    for _, method, method_cfg in TRAINED_ROWS:
+    for _, method, method_cfg in TRAINED_ROWS + RM_ROWS:
         preset = yaml.safe_load((ROOT / "configs" / "synthetic" / f"{method}.yaml").read_text())
         mine = method_config(Path("runs/task"), Path("x"), method, method_cfg, 0)
+        assert Path(preset["data"]["train"]).name == Path(mine["data"]["train"]).name
         for key in ("max_steps", "per_device_train_batch_size", "learning_rate", "warmup_steps"):
             assert preset["training"][key] == mine["training"][key], (method, key)
         for key, value in mine["method"].items():

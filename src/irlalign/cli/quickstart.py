@@ -24,7 +24,17 @@ ROWS = (
 TRAINED_ROWS = (
     ("SFT (MLE) on the demonstrations", "sft", {}),
     ("IQLearn λ=0.1 on the demonstrations", "iqlearn", {"lam": 0.1, "gamma": 1.0}),
+    ("AVA-d direct optimisation on the demonstrations", "ava_d", {}),
 )
+# Reward models trained on the task's preferences, evaluated on the held-out pairs; the presets
+# are configs/synthetic/<preset>.yaml (same test).
+RM_ROWS = (
+    ("Bradley–Terry", "reward", {}),
+    ("Preference Transformer", "preference_transformer", {}),
+    ("AVA-p (rwt_rescale)", "ava", {"rwt_rescale": True}),
+)
+PRESET_METHOD = {"ava_d": "ava"}  # presets whose file name is not the method's name
+PRESET_DATA = dict.fromkeys(("reward", "preference_transformer", "ava"), "preferences")
 TRAINING = {
     "max_steps": 300,
     "per_device_train_batch_size": 32,
@@ -37,6 +47,12 @@ TRAINING = {
     "save_steps": 300,
     "use_cpu": True,
 }
+RM_COLUMNS = (
+    ("pairwise acc.", "pairwise_accuracy", "{:.3f}"),
+    ("Spearman", "spearman", "{:.3f}"),
+    ("recovery (raw)", "recovery_spearman_raw", "{:+.3f}"),
+    ("recovery (shaped)", "recovery_spearman_shaped", "{:+.3f}"),
+)
 COLUMNS = (
     ("gold return", "gold_return", "{:.3f}"),
     ("± se", "gold_return_se", "{:.3f}"),
@@ -56,33 +72,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
-def markdown_table(rows: list[tuple[str, dict]]) -> str:
-    head = "| policy | " + " | ".join(c[0] for c in COLUMNS) + " |"
-    sep = "|---|" + "---:|" * len(COLUMNS)
+def markdown_table(rows: list[tuple[str, dict]], columns=COLUMNS, first: str = "policy") -> str:
+    head = f"| {first} | " + " | ".join(c[0] for c in columns) + " |"
+    sep = "|---|" + "---:|" * len(columns)
     body = [
-        "| " + label + " | " + " | ".join(fmt.format(m[key]) for _, key, fmt in COLUMNS) + " |"
+        "| " + label + " | " + " | ".join(fmt.format(m[key]) for _, key, fmt in columns) + " |"
         for label, m in rows
     ]
     return "\n".join([head, sep, *body])
 
 
-def method_config(task_dir: Path, out: Path, method: str, method_cfg: dict, seed: int) -> dict:
-    """The raw `irlalign train` config of one quickstart row."""
+def method_config(task_dir: Path, out: Path, preset: str, method_cfg: dict, seed: int) -> dict:
+    """The raw `irlalign train` config of one quickstart row (`preset` as in configs/synthetic)."""
+    data = PRESET_DATA.get(preset, "demos")
     return {
         "model": {"path": str(task_dir / "pi_init")},
-        "data": {"train": str(task_dir / "demos"), "max_length": 64},
+        "data": {"train": str(task_dir / data), "max_length": 64},
         "method": dict(method_cfg),
         "training": {**TRAINING, "output_dir": str(out), "seed": seed, "disable_tqdm": True},
         "eval": {"synthetic_task": str(task_dir), "seed": seed},
     }
 
 
-def train_row(task_dir: Path, out: Path, method: str, method_cfg: dict, args) -> dict:
+def train_row(task_dir: Path, out: Path, preset: str, method_cfg: dict, args) -> dict:
+    """Train one row; returns `eval.json`'s results (`synthetic`, `synthetic_rm`)."""
     from irlalign.training import resolve, train
 
-    raw = method_config(task_dir, out, method, method_cfg, args.seed)
+    raw = method_config(task_dir, out, preset, method_cfg, args.seed)
     raw["eval"]["samples"] = args.samples
-    return train(resolve(method, raw))["synthetic"]
+    return train(resolve(PRESET_METHOD.get(preset, preset), raw))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,15 +125,22 @@ def run(args: argparse.Namespace) -> int:
         metrics = eval_policy(task_dir, policy, args.samples, args.seed)
         run_dir.log_metrics({"row": label, **metrics})
         rows.append((label, metrics))
-    for label, method, method_cfg in TRAINED_ROWS:
+    for label, preset, method_cfg in TRAINED_ROWS:
         print(f"training {label} …", flush=True)
-        metrics = train_row(task_dir, Path(args.out) / method, method, method_cfg, args)
-        run_dir.log_metrics({"row": label, **metrics})
-        rows.append((label, metrics))
+        metrics = train_row(task_dir, Path(args.out) / preset, preset, method_cfg, args)
+        run_dir.log_metrics({"row": label, **metrics["synthetic"]})
+        rows.append((label, metrics["synthetic"]))
+    rm_rows = []
+    for label, preset, method_cfg in RM_ROWS:
+        print(f"training the {label} reward model …", flush=True)
+        metrics = train_row(task_dir, Path(args.out) / f"rm_{preset}", preset, method_cfg, args)
+        run_dir.log_metrics({"reward_model": label, **metrics["synthetic_rm"]})
+        rm_rows.append((label, metrics["synthetic_rm"]))
     kl_tok = init_kl(task_dir)
     gap = summary["expert_return"] - summary["ref_return"]
     se = rows[0][1]["gold_return_se"]
-    table = markdown_table(rows)
+    table = markdown_table(rows) + "\n\nReward models on the held-out preference pairs:\n\n"
+    table += markdown_table(rm_rows, RM_COLUMNS, "reward model")
     notes = [
         f"π_init per-token KL(π_ref‖π_init) on held-out text: {kl_tok:.4f} nats",
         f"exact R(π*) − R(π_ref) on the eval prompts: {gap:.3f} = {gap / se:.1f} standard "
@@ -124,6 +149,13 @@ def run(args: argparse.Namespace) -> int:
     ]
     text = table + "\n\n" + "\n".join("- " + n for n in notes) + "\n"
     (Path(args.out) / "table.md").write_text(text)
-    run_dir.write_eval({"rows": dict(rows), "init_kl_per_token": kl_tok, "task": summary})
+    run_dir.write_eval(
+        {
+            "rows": dict(rows),
+            "reward_models": dict(rm_rows),
+            "init_kl_per_token": kl_tok,
+            "task": summary,
+        }
+    )
     print("\n" + text + f"\nwritten: {args.out}/table.md, eval.json, metrics.jsonl, task/")
     return 0

@@ -25,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--samples", type=int, default=4, help="responses per eval prompt")
     e.add_argument("--seed", type=int, default=0)
     e.set_defaults(func=run_eval)
-    r = sub.add_parser("eval-rm", help="pairwise accuracy, Spearman and per-token reward recovery of a reward model")
+    r = sub.add_parser(
+        "eval-rm", help="pairwise accuracy, Spearman, token-reward recovery of an RM"
+    )
     r.add_argument("--task", required=True, help="task folder from `synthetic build`")
     r.add_argument("--rm", required=True, help="reward-model folder")
     r.set_defaults(func=run_eval_rm)
