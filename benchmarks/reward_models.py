@@ -38,6 +38,8 @@ POLICY_VARIANTS = (
     ("SFT", "sft", {}),
     ("AVA-d direct (spec defaults)", "ava_d", {"rwt_rescale": False}),
     ("AVA-d direct rwt_rescale", "ava_d", {"rwt_rescale": True}),
+    # Diagnostic, not a paper variant: the likelihood term alone (no TD/KL pressure on the LM).
+    ("AVA-d direct λ=0 w/o rwt", "ava_d", {"lam": 0.0, "rwt": "none"}),
 )
 RM_METRICS = ("pairwise_accuracy", "spearman", "recovery_spearman_raw", "recovery_spearman_shaped")
 POLICY_METRICS = ("normalised_score", "self_bleu", "distinct_2", "kl_expert")
@@ -77,13 +79,14 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", default="runs/bench_ava")
     p.add_argument("--only", choices=("rm", "policy"), default=None)
+    p.add_argument("--match", default="", help="run only variants whose label contains this")
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     jobs = [("policy", v) for v in POLICY_VARIANTS] + [("rm", v) for v in RM_VARIANTS]
     for kind, (label, preset, cfg) in jobs:
-        if a.only and kind != a.only:
+        if (a.only and kind != a.only) or a.match not in label:
             continue
         for seed in a.seeds:
             name = f"{preset}_{'_'.join(f'{k}-{v}' for k, v in cfg.items())}_{seed}"

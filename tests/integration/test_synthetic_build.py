@@ -99,12 +99,13 @@ def test_eval_policy_on_checkpoint_and_oracle(smoke_task_dir):
 
 
 class TrueReturnRM:
-    """Test double: scores a response by its exact true return."""
+    """Test double: r* per token, and the exact true return as the score."""
 
     def __init__(self, task):
         self.task = task
 
-    def score(self, prompts, responses):
+    def token_rewards(self, prompts, responses):
+        from irlalign.modeling.reward import ResponseRewards
         from irlalign.synthetic import oracle
         from irlalign.synthetic.text import parse_prompt, parse_response
 
@@ -112,15 +113,19 @@ class TrueReturnRM:
         out = []
         for p, y in zip(prompts, responses, strict=True):
             topic, words = parse_prompt(self.task, p)
-            out.append(
-                oracle.sequence_rewards(r, topic, words[-1], parse_response(self.task, y)).sum()
-            )
-        return np.array(out)
+            actions = parse_response(self.task, y)
+            rewards = oracle.sequence_rewards(r, topic, words[-1], actions)
+            out.append(ResponseRewards(actions.tolist(), rewards))
+        return out
+
+    def score(self, prompts, responses):
+        return np.array([row.rewards.sum() for row in self.token_rewards(prompts, responses)])
 
 
 def test_eval_rm_with_oracle_double_and_saved_classifier(smoke_task_dir, tmp_path):
     perfect = eval_reward_model(smoke_task_dir, TrueReturnRM(load_task(smoke_task_dir)))
     assert perfect["pairwise_accuracy"] == 1.0 and perfect["spearman"] == pytest.approx(1.0)
+    assert perfect["recovery_spearman_raw"] == pytest.approx(1.0)
     tok = AutoTokenizer.from_pretrained(smoke_task_dir / "pi_init")
     cfg = LlamaConfig(
         vocab_size=len(tok),

@@ -1,0 +1,35 @@
+"""Reward models learn the true ordering of the default synthetic preferences.
+
+Each trains with its `configs/synthetic/` preset (300 steps, batch 32 pairs, lr 1e-3, seed 0,
+from π_init) and is scored on the 500 held-out pairs. Measured pairwise accuracy, seed 0
+(benchmarks/reward_models.py, 3 seeds, in benchmarks/README.md): Bradley–Terry 0.711,
+Preference Transformer 0.713, AVA-p with `rwt_rescale` 0.662. The floors sit below with margin
+(one seed; the pairs' standard error is ≈ 0.02). Whether AVA-p beats Bradley–Terry is reported in
+the benchmark, not asserted; AVA-p with the spec's literal reward weights (≈ 0.50 here) and AVA-d
+direct optimisation (normalised score ≈ 0) do not learn on this task and have no floor.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from irlalign.cli.quickstart import PRESET_METHOD, method_config
+from irlalign.training import resolve, train
+
+pytestmark = pytest.mark.learning
+
+
+@pytest.mark.parametrize(
+    ("preset", "cfg", "floor"),
+    [
+        ("reward", {}, 0.62),
+        ("preference_transformer", {}, 0.62),
+        ("ava", {"rwt_rescale": True}, 0.58),
+    ],
+)
+def test_reward_model_ranks_held_out_pairs(preset, cfg, floor, default_task_dir, tmp_path):
+    raw = method_config(default_task_dir, tmp_path / preset, preset, cfg, seed=0)
+    raw["training"]["save_steps"] = 10**6
+    result = train(resolve(PRESET_METHOD.get(preset, preset), raw))["synthetic_rm"]
+    assert result["pairwise_accuracy"] > floor
+    assert result["spearman"] > 0.2
