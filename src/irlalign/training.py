@@ -209,8 +209,13 @@ def training_arguments(cfg: RunConfig):
 def build_trainer(cfg: RunConfig, tokenizer, train_ds, eval_ds):
     from irlalign.trainers.common import JsonlMetricsCallback, collator_for
 
+    from transformers import set_seed
+
     method = METHODS[cfg.method]
     args, resume = training_arguments(cfg)
+    # Seed before loading: freshly initialised heads (a classifier's score layer, the trainers'
+    # extra heads) must not depend on what ran earlier in the same process.
+    set_seed(args.seed)
     model = load_model(cfg.model, kind=method.model_kind)
     extra = {}
     if method.needs_reference:

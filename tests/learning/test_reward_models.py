@@ -2,8 +2,8 @@
 
 Each trains with its `configs/synthetic/` preset (300 steps, batch 32 pairs, lr 1e-3, seed 0,
 from π_init) and is scored on the 500 held-out pairs. Measured pairwise accuracy, seed 0
-(benchmarks/reward_models.py, 3 seeds, in benchmarks/README.md): Bradley–Terry 0.711,
-Preference Transformer 0.713, AVA-p with `rwt_rescale` 0.662. The floors sit below with margin
+(benchmarks/reward_models.py, 3 seeds, in benchmarks/README.md): Bradley–Terry 0.674,
+Preference Transformer 0.706, AVA-p with `rwt_rescale` 0.662. The floors sit below with margin
 (one seed; the pairs' standard error is ≈ 0.02). Whether AVA-p beats Bradley–Terry is reported in
 the benchmark, not asserted; AVA-p with the spec's literal reward weights (≈ 0.50 here) and AVA-d
 direct optimisation (normalised score ≈ 0) do not learn on this task and have no floor.
