@@ -16,7 +16,7 @@ from torch import Tensor
 
 from irlalign.losses import iq_terms, sequence_rewards
 from irlalign.modeling.heads import get_head
-from irlalign.trainers.common import collator_for, hidden_and_head
+from irlalign.trainers.common import chunk_rows, collator_for, hidden_and_head
 from irlalign.trainers.iqlearn import VALUE_HEAD
 
 
@@ -35,7 +35,12 @@ class TokenRewards:
 
 @torch.no_grad()
 def extract_token_rewards(
-    model, batch: dict[str, Tensor], *, eos_id: int, gamma: float = 1.0, chunk_tokens: int = 4096
+    model,
+    batch: dict[str, Tensor],
+    *,
+    eos_id: int,
+    gamma: float = 1.0,
+    chunk_tokens: int | None = None,
 ) -> TokenRewards:
     """Per-token and per-sequence rewards of a right-padded causal batch."""
     was_training = model.training
@@ -50,7 +55,7 @@ def extract_token_rewards(
         head,
         eos_id=eos_id,
         gamma=gamma,
-        chunk_tokens=chunk_tokens,
+        chunk_tokens=chunk_rows(chunk_tokens, model),
         value_fn=value_fn,
     )
     model.train(was_training)

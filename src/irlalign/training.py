@@ -207,9 +207,9 @@ def training_arguments(cfg: RunConfig):
 
 
 def build_trainer(cfg: RunConfig, tokenizer, train_ds, eval_ds):
-    from irlalign.trainers.common import JsonlMetricsCallback, collator_for
-
     from transformers import set_seed
+
+    from irlalign.trainers.common import JsonlMetricsCallback, collator_for
 
     method = METHODS[cfg.method]
     args, resume = training_arguments(cfg)

@@ -28,7 +28,7 @@ from irlalign.losses.ava import (
     token_rewards,
 )
 from irlalign.modeling.heads import GaussianRewardHead, LinearQHead, attach_head, get_head
-from irlalign.trainers.common import MetricStore, forward_hidden, unwrap
+from irlalign.trainers.common import MetricStore, chunk_rows, forward_hidden, unwrap
 from irlalign.trainers.heads import HeadsCheckpointMixin
 from irlalign.trainers.pairs import pad_id_of, stack_pairs
 
@@ -54,7 +54,7 @@ class AVAConfig:
     cer_coef: float = 1.0  # weight of the contrastive expected return (0 = "w/o cer")
     cer_log: bool = False  # log σ(Δ) instead of the literal σ(Δ) of Eq. 18 (P6)
     chosen_only: bool = False  # preference data: AVA-d on the chosen half (Table 1 last row)
-    chunk_tokens: int = 4096  # rows of flattened (B·T) hidden states per vocabulary chunk
+    chunk_tokens: int | None = None  # rows per vocabulary chunk; None: sized by V (chunk_rows)
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
@@ -68,8 +68,8 @@ class AVAConfig:
             raise ValueError("alpha and beta must be > 0")
         if self.lam < 0 or self.cer_coef < 0:
             raise ValueError("lam and cer_coef must be >= 0")
-        if self.chunk_tokens < 1:
-            raise ValueError("chunk_tokens must be >= 1")
+        if self.chunk_tokens is not None and self.chunk_tokens < 1:
+            raise ValueError("chunk_tokens must be >= 1 or None")
 
     @property
     def exact(self) -> bool:
@@ -114,7 +114,7 @@ def tqr_terms(model: torch.nn.Module, batch: dict[str, torch.Tensor], cfg: AVACo
         ptq=cfg.q_head == "ptq",
         weights=weights,
         need_lse=cfg.exact,
-        chunk_tokens=cfg.chunk_tokens,
+        chunk_tokens=chunk_rows(cfg.chunk_tokens, model),
     )
     mu, sigma = get_head(model, REWARD_HEAD)(hidden)
     return ava_token_terms(

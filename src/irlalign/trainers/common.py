@@ -24,6 +24,18 @@ def unwrap(model: torch.nn.Module) -> PreTrainedModel:
     return model
 
 
+CHUNK_ELEMENTS = 2**24  # fp32 elements of one (rows, V) logits block: 64 MiB
+
+
+def chunk_rows(chunk_tokens: int | None, model: torch.nn.Module) -> int:
+    """Rows per vocabulary chunk: the config's value, or (None) as many as keep one fp32
+    (rows, V) block within `CHUNK_ELEMENTS`, so memory does not grow with the vocabulary."""
+    if chunk_tokens is not None:
+        return chunk_tokens
+    vocab = unwrap(model).get_output_embeddings().weight.shape[0]
+    return max(1, CHUNK_ELEMENTS // vocab)
+
+
 def hidden_and_head(model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor):
     """Final hidden states (B, L, d) and the output head, without a (B, L, V) logits tensor.
 

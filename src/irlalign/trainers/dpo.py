@@ -9,7 +9,7 @@ import torch
 from transformers import Trainer
 
 from irlalign.losses import causal_logps, dpo_loss
-from irlalign.trainers.common import MetricStore, hidden_and_head
+from irlalign.trainers.common import MetricStore, chunk_rows, hidden_and_head
 from irlalign.trainers.pairs import pad_id_of, stack_pairs
 
 
@@ -17,7 +17,7 @@ from irlalign.trainers.pairs import pad_id_of, stack_pairs
 class DPOConfig:
     beta: float = 0.1
     label_smoothing: float = 0.0
-    chunk_tokens: int = 4096
+    chunk_tokens: int | None = None  # rows per vocabulary chunk; None: sized by V (chunk_rows)
 
     def __post_init__(self) -> None:
         if self.beta <= 0:
@@ -26,11 +26,15 @@ class DPOConfig:
             raise ValueError("label_smoothing must be in [0, 0.5)")
 
 
-def sequence_logps(model, batch, chunk_tokens: int) -> torch.Tensor:
+def sequence_logps(model, batch, chunk_tokens: int | None) -> torch.Tensor:
     """log π(y|x) per row: the sum of response-token log-probs (B,)."""
     hidden, head = hidden_and_head(model, batch["input_ids"], batch["attention_mask"])
     logp, mask = causal_logps(
-        hidden, batch["input_ids"], batch["completion_mask"], head, chunk_tokens=chunk_tokens
+        hidden,
+        batch["input_ids"],
+        batch["completion_mask"],
+        head,
+        chunk_tokens=chunk_rows(chunk_tokens, model),
     )
     return torch.where(mask, logp, torch.zeros_like(logp)).sum(1)
 

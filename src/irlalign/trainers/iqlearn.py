@@ -12,7 +12,13 @@ from transformers import Trainer
 
 from irlalign.losses import iq_terms, iqlearn_offline_loss, sequence_rewards
 from irlalign.modeling.heads import ScalarHead, attach_head, get_head
-from irlalign.trainers.common import MetricStore, hidden_and_head, token_normaliser, unwrap
+from irlalign.trainers.common import (
+    MetricStore,
+    chunk_rows,
+    hidden_and_head,
+    token_normaliser,
+    unwrap,
+)
 from irlalign.trainers.heads import HeadsCheckpointMixin
 
 TRUNCATION_MODES = ("bootstrap", "drop")
@@ -25,7 +31,7 @@ class IQLearnConfig:
     gamma: float = 1.0  # γ
     truncation: str = "bootstrap"  # or "drop": the last TD term of a response with no EOS
     tau: float = 1.0  # soft-value temperature; Eq. (14) implies 1 (other values: an ablation)
-    chunk_tokens: int = 4096  # rows of the flattened (B·T) hidden states per head chunk
+    chunk_tokens: int | None = None  # rows per vocabulary chunk; None: sized by V (chunk_rows)
     online: bool = False  # the online variant needs the sampling stack (issue 5)
     value_head: bool = False  # ablation (spec §2.5): scalar V_φ head instead of LSE(logits)
 
@@ -36,8 +42,8 @@ class IQLearnConfig:
             raise ValueError("gamma must be in (0, 1]")
         if self.truncation not in TRUNCATION_MODES:
             raise ValueError(f"truncation must be one of {TRUNCATION_MODES}")
-        if self.chunk_tokens < 1:
-            raise ValueError("chunk_tokens must be >= 1")
+        if self.chunk_tokens is not None and self.chunk_tokens < 1:
+            raise ValueError("chunk_tokens must be >= 1 or None")
         if self.tau <= 0:
             raise ValueError("tau must be > 0")
         if self.value_head and self.tau != 1.0:
@@ -70,7 +76,7 @@ class IQLearnTrainer(HeadsCheckpointMixin, Trainer):
             eos_id=eos_id,
             gamma=cfg.gamma,
             drop_truncated=cfg.truncation == "drop",
-            chunk_tokens=cfg.chunk_tokens,
+            chunk_tokens=chunk_rows(cfg.chunk_tokens, model),
             tau=cfg.tau,
             value_fn=get_head(model, VALUE_HEAD) if cfg.value_head else None,
         )

@@ -7,19 +7,19 @@ from dataclasses import dataclass
 from transformers import Trainer
 
 from irlalign.losses import causal_logps, sft_entropy_loss, sft_loss
-from irlalign.trainers.common import MetricStore, hidden_and_head, token_normaliser
+from irlalign.trainers.common import MetricStore, chunk_rows, hidden_and_head, token_normaliser
 
 
 @dataclass
 class SFTConfig:
     entropy_beta: float = 0.0  # β of L_MLE+H; 0 = plain MLE
-    chunk_tokens: int = 4096  # rows of the flattened (B·T) hidden states per head chunk
+    chunk_tokens: int | None = None  # rows per vocabulary chunk; None: sized by V (chunk_rows)
 
     def __post_init__(self) -> None:
         if self.entropy_beta < 0:
             raise ValueError("entropy_beta must be >= 0 (entropy is rewarded)")
-        if self.chunk_tokens < 1:
-            raise ValueError("chunk_tokens must be >= 1")
+        if self.chunk_tokens is not None and self.chunk_tokens < 1:
+            raise ValueError("chunk_tokens must be >= 1 or None")
 
 
 class SFTTrainer(Trainer):
@@ -40,7 +40,7 @@ class SFTTrainer(Trainer):
             inputs["input_ids"],
             inputs["completion_mask"],
             head,
-            chunk_tokens=cfg.chunk_tokens,
+            chunk_tokens=chunk_rows(cfg.chunk_tokens, model),
             with_entropy=with_entropy,
         )
         if with_entropy:
