@@ -1,4 +1,5 @@
-"""Two CPU processes under `accelerate launch` run IQLearn through the CLI."""
+"""Two CPU processes under `accelerate launch` run IQLearn and AVA-p (extra heads under DDP)
+through the CLI."""
 
 from __future__ import annotations
 
@@ -13,15 +14,22 @@ import pytest
 import yaml
 
 
-def test_two_process_accelerate_launch_iqlearn(smoke_task_dir, tmp_path):
+@pytest.mark.parametrize(
+    ("method", "data", "method_cfg", "logged"),
+    [
+        ("iqlearn", "demos", {"lam": 0.1}, "loss/td"),
+        ("ava", "preferences", {"rwt_rescale": True}, "loss/cer"),
+    ],
+)
+def test_two_process_accelerate_launch(method, data, method_cfg, logged, smoke_task_dir, tmp_path):
     launcher = Path(sys.executable).parent / "accelerate"
     if not launcher.exists() and shutil.which("accelerate") is None:
         pytest.skip("accelerate launcher not installed")
     out = tmp_path / "run"
     cfg = {
         "model": {"path": str(smoke_task_dir / "pi_init")},
-        "data": {"train": str(smoke_task_dir / "demos"), "max_length": 32},
-        "method": {"lam": 0.1},
+        "data": {"train": str(smoke_task_dir / data), "max_length": 32},
+        "method": method_cfg,
         "training": {
             "output_dir": str(out),
             "max_steps": 2,
@@ -50,7 +58,7 @@ def test_two_process_accelerate_launch_iqlearn(smoke_task_dir, tmp_path):
         "-m",
         "irlalign.cli.main",
         "train",
-        "iqlearn",
+        method,
         "--config",
         str(cfg_file),
     ]
@@ -58,7 +66,9 @@ def test_two_process_accelerate_launch_iqlearn(smoke_task_dir, tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    steps = [r for r in logs if "loss/td" in r]
+    steps = [r for r in logs if logged in r]
     assert [r["step"] for r in steps] == [1, 2]  # rank 0 writes once per step
     assert (out / "checkpoints" / "final" / "config.json").exists()
+    if method == "ava":  # the heads are saved beside the model folder by rank 0
+        assert (out / "checkpoints" / "final" / "irl_heads.safetensors").exists()
     assert json.loads((out / "eval.json").read_text())["final_checkpoint"].endswith("final")
