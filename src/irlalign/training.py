@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,8 +117,24 @@ def _build(cls: type, values: dict[str, Any] | None, section: str):
     return cls(**values)
 
 
+# YAML 1.1 (PyYAML) reads `1e-4` as a string; only `1.0e-4` is a float. Users write both.
+_EXPONENT_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def coerce_numbers(value: Any) -> Any:
+    """Floats written like `1e-4` (strings to PyYAML) become floats, at any depth."""
+    if isinstance(value, dict):
+        return {k: coerce_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [coerce_numbers(v) for v in value]
+    if isinstance(value, str) and _EXPONENT_FLOAT.match(value):
+        return float(value)
+    return value
+
+
 def resolve(method: str, raw: dict[str, Any]) -> RunConfig:
     """Validate a raw config mapping for `method` (all checks happen before any loading)."""
+    raw = coerce_numbers(raw)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     unknown = sorted(set(raw) - set(SECTIONS) - {"method_name"})
