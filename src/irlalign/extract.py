@@ -125,3 +125,41 @@ def _row(tok, input_ids: Tensor, tr: TokenRewards, b: int) -> dict:
         "v0": float(tr.v0[b]),
         "truncated": bool(tr.truncated[b]),
     }
+
+
+def reward_model_to_jsonl(
+    rm_path: str,
+    data: str,
+    out: str | Path,
+    *,
+    split: str = "train",
+    batch_size: int = 16,
+    max_rows: int | None = None,
+) -> int:
+    """Per-token rewards of a reward model (BT, Preference Transformer, AVA) on plain-text
+    prompt/completion rows: one JSON line per row with tokens, rewards, σ (AVA) and the score."""
+    from irlalign.data.formats import check_dataset
+    from irlalign.data.loading import load_rows
+    from irlalign.modeling.reward import load_reward_model
+
+    rm = load_reward_model(rm_path, batch_size=batch_size)
+    rows = load_rows(data, split)
+    if max_rows is not None:
+        rows = rows.select(range(min(max_rows, len(rows))))
+    fmt = check_dataset(rows, f"{data} [{split}]").fmt
+    if fmt.kind != "prompt_completion" or fmt.conversational:
+        raise ValueError(f"{data}: reward-model rewards need plain-text prompt/completion rows")
+    prompts, responses = list(rows["prompt"]), list(rows["completion"])
+    scores = rm.score(prompts, responses)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w") as f:
+        for row, score in zip(rm.token_rewards(prompts, responses), scores, strict=True):
+            record = {
+                "tokens": rm.tokenizer.convert_ids_to_tokens(row.token_ids),
+                "rewards": row.rewards.tolist(),
+                "sigma": None if row.sigma is None else row.sigma.tolist(),
+                "score": float(score),
+            }
+            f.write(json.dumps(record) + "\n")
+    return len(prompts)

@@ -127,3 +127,26 @@ def test_every_table1_ablation_runs(ablation, smoke_task_dir, tmp_path):
     rm = load_reward_model(results["final_checkpoint"])
     prompts, chosen, _ = _pairs(smoke_task_dir, 2)
     assert np.isfinite(rm.score(prompts, chosen)).all()
+
+
+@pytest.mark.parametrize("method", ["ava", "preference_transformer", "reward"])
+def test_rewards_cli_writes_reward_model_token_rewards(method, trained, smoke_task_dir, tmp_path):
+    from irlalign.modeling.reward import is_reward_model_folder
+
+    assert is_reward_model_folder(trained[method])
+    assert not is_reward_model_folder(smoke_task_dir / "pi_init")
+    data = tmp_path / "rows.jsonl"
+    prompts, chosen, _ = _pairs(smoke_task_dir, 3)
+    pairs = zip(prompts, chosen, strict=True)
+    lines = [json.dumps({"prompt": p, "completion": c}) for p, c in pairs]
+    data.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "r.jsonl"
+    argv = ["rewards", "--model", trained[method], "--data", str(data), "--out", str(out)]
+    assert main(argv) == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    scores = load_reward_model(trained[method]).score(prompts, chosen)
+    assert len(rows) == 3
+    for row, score in zip(rows, scores, strict=True):
+        assert len(row["tokens"]) == len(row["rewards"]) and row["tokens"][-1] == "<eos>"
+        assert row["score"] == pytest.approx(float(score), abs=1e-6)
+        assert (row["sigma"] is not None) == (method == "ava")

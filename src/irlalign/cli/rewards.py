@@ -1,4 +1,5 @@
-"""`irlalign rewards`: per-token rewards r_t = Q − γV' of a causal LM on prompt/response data."""
+"""`irlalign rewards`: per-token rewards on prompt/response data: r_t = Q − γV' of a causal LM
+(IQLearn), or a reward model's own token rewards (Bradley–Terry, Preference Transformer, AVA)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="causal-LM checkpoint folder (e.g. IQLearn)")
+    parser.add_argument("--model", required=True, help="causal LM (IQLearn) or reward model")
     parser.add_argument("--data", required=True, help="prompt/completion or messages data")
     parser.add_argument("--split", default="train")
     parser.add_argument("--out", required=True, help="JSONL file to write")
@@ -18,8 +19,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from irlalign.extract import extract_to_jsonl
+    from irlalign.extract import extract_to_jsonl, reward_model_to_jsonl
+    from irlalign.modeling.reward import is_reward_model_folder
 
+    if is_reward_model_folder(args.model):
+        n = reward_model_to_jsonl(
+            args.model,
+            args.data,
+            args.out,
+            split=args.split,
+            batch_size=args.batch_size,
+            max_rows=args.max_rows,
+        )
+        print(f"wrote {n} rows of reward-model token rewards to {args.out}")
+        return 0
     n = extract_to_jsonl(
         args.model,
         args.data,

@@ -202,6 +202,20 @@ class AVAReward:
         return token_rewards(mu, cm, shift=shift), token_rewards(sigma, cm, shift=shift)
 
 
+def is_reward_model_folder(path: str | Path) -> bool:
+    """True for the folders `load_reward_model` reads: an AVA / Preference-Transformer head
+    beside the model, or a sequence classifier with one label."""
+    path = Path(path)
+    heads_file = path / HEADS_CONFIG
+    if heads_file.exists() and {"reward", "preference"} & set(json.loads(heads_file.read_text())):
+        return True
+    if not (path / "config.json").exists():
+        return False
+    config = AutoConfig.from_pretrained(path)
+    causal = any(a.endswith("ForCausalLM") for a in config.architectures or [])
+    return getattr(config, "num_labels", None) == 1 and not causal
+
+
 def load_reward_model(path: str | Path, batch_size: int = 64) -> RewardModel:
     """Load any reward-model folder the library writes: a Bradley–Terry sequence classifier
     (`num_labels == 1`), or a causal LM with a Preference-Transformer or AVA head beside it."""
