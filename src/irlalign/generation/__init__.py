@@ -1,0 +1,1 @@
+"""Sampling-side helpers: best-of-N selection and moving token rewards between tokenizers."""

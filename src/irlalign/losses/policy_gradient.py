@@ -1,0 +1,109 @@
+"""Policy-gradient maths for the online loops (RLOO, PPO), with dense per-token rewards.
+
+RLOO: Ahmadian et al. 2024, *Back to Basics: Revisiting REINFORCE Style Optimization for
+Learning from Human Feedback in LLMs* (arXiv 2402.14740), Eq. 5: the leave-one-out baseline
+A_i = R_i − mean_{j≠i} R_j over the k samples of one prompt. PPO: Schulman et al. 2017
+(arXiv 1707.06347), Eq. 7 (clipped surrogate), with GAE (Schulman et al. 2016, arXiv 1506.02438,
+Eq. 16). Rewards are per token (B, T) everywhere: a sequence-level score is the special case of
+all mass on the last response token (`terminal_rewards`), so dense and terminal rewards share
+one code path. All tensors are action-aligned (B, T) with a `completion_mask` of response tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from irlalign.losses.sft import Metrics, masked_sum
+
+
+def terminal_rewards(scores: Tensor, completion_mask: Tensor) -> Tensor:
+    """(B,) sequence scores -> (B, T) rewards: the score on each row's last response token."""
+    m = completion_mask.bool()
+    last = m & (m.long().flip(1).cumsum(1).flip(1) == 1)
+    zeros = torch.zeros(m.shape, dtype=torch.float32, device=m.device)
+    return torch.where(last, scores[:, None].to(torch.float32), zeros)
+
+
+def kl_penalised_rewards(
+    rewards: Tensor, logps: Tensor, ref_logps: Tensor, completion_mask: Tensor, *, kl_coef: float
+) -> Tensor:
+    """r_t − β·(log π(a_t|s_t) − log π_ref(a_t|s_t)) on response tokens, 0 elsewhere; (B, T)."""
+    m = completion_mask.bool()
+    shaped = rewards - kl_coef * (logps - ref_logps)
+    return torch.where(m, shaped, torch.zeros_like(shaped))
+
+
+def whiten(x: Tensor, mask: Tensor, *, shift_mean: bool = True, eps: float = 1e-8) -> Tensor:
+    """(x − mean) / std over the masked entries (mean kept when ``shift_mean=False``)."""
+    m = mask.bool()
+    n = m.sum().clamp_min(1)
+    mean = masked_sum(x, m) / n
+    var = masked_sum((x - mean).pow(2), m) / n
+    out = (x - mean) * torch.rsqrt(var + eps)
+    return out if shift_mean else out + mean
+
+
+def rloo_advantages(returns: Tensor, *, k: int) -> Tensor:
+    """RLOO (Eq. 5): A_i = R_i − (Σ_{j≠i} R_j)/(k − 1) within each group of k consecutive
+    samples of one prompt; ``returns`` (N·k,). Each group's advantages sum to zero."""
+    if k < 2:
+        raise ValueError("RLOO needs k >= 2 samples per prompt")
+    if returns.numel() % k:
+        raise ValueError(f"{returns.numel()} returns do not split into groups of k={k}")
+    r = returns.reshape(-1, k)
+    baseline = (r.sum(1, keepdim=True) - r) / (k - 1)
+    return (r - baseline).reshape(-1)
+
+
+def rloo_loss(logps: Tensor, advantages: Tensor, completion_mask: Tensor) -> tuple[Tensor, Metrics]:
+    """REINFORCE with the RLOO baseline: L = −mean_i A_i · Σ_t log π(a_t|s_t); ``logps`` (B, T),
+    ``advantages`` (B,) (per-token rewards summed over the response, then `rloo_advantages`)."""
+    seq_logp = torch.where(completion_mask.bool(), logps, torch.zeros_like(logps)).sum(1)
+    loss = -(advantages.detach() * seq_logp).mean()
+    return loss, {"loss/total": loss.detach(), "rl/advantage_abs": advantages.abs().mean()}
+
+
+def gae(
+    rewards: Tensor, values: Tensor, completion_mask: Tensor, *, gamma: float, lam: float
+) -> tuple[Tensor, Tensor]:
+    """GAE (Eq. 16) over response tokens: δ_t = r_t + γV_{t+1} − V_t, A_t = Σ_l (γλ)^l δ_{t+l};
+    V after the last response token is 0. Returns (advantages, returns = A + V), both (B, T)."""
+    m = completion_mask.bool()
+    r = torch.where(m, rewards, torch.zeros_like(rewards))
+    v = torch.where(m, values, torch.zeros_like(values))
+    adv = torch.zeros_like(r)
+    running = torch.zeros_like(r[:, 0])
+    for t in reversed(range(r.shape[1])):
+        v_next = v[:, t + 1] if t + 1 < r.shape[1] else torch.zeros_like(running)
+        delta = r[:, t] + gamma * v_next - v[:, t]
+        running = torch.where(m[:, t], delta + gamma * lam * running, torch.zeros_like(running))
+        adv[:, t] = running
+    return adv, torch.where(m, adv + v, torch.zeros_like(adv))
+
+
+def ppo_policy_loss(
+    logps: Tensor, old_logps: Tensor, advantages: Tensor, completion_mask: Tensor, *, clip: float
+) -> tuple[Tensor, Metrics]:
+    """Clipped surrogate (Eq. 7), token mean: −min(ρA, clip(ρ, 1 ± ε)A), ρ = π/π_old; (B, T)."""
+    m = completion_mask.bool()
+    ratio = torch.exp(logps - old_logps.detach())
+    adv = advantages.detach()
+    surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv)
+    n = m.sum().clamp_min(1)
+    loss = -masked_sum(surrogate, m) / n
+    clipped = ((ratio - 1).abs() > clip) & m
+    metrics = {"loss/policy": loss.detach(), "rl/clip_frac": clipped.sum() / n}
+    metrics["rl/approx_kl"] = masked_sum(0.5 * (logps - old_logps).pow(2), m).detach() / n
+    return loss, metrics
+
+
+def ppo_value_loss(
+    values: Tensor, old_values: Tensor, returns: Tensor, completion_mask: Tensor, *, clip: float
+) -> tuple[Tensor, Metrics]:
+    """Clipped value loss, token mean: ½·max((V − R)², (V_old + clip(V − V_old, ±ε) − R)²)."""
+    m = completion_mask.bool()
+    clipped = old_values + (values - old_values).clamp(-clip, clip)
+    err = torch.maximum((values - returns).pow(2), (clipped - returns).pow(2))
+    loss = 0.5 * masked_sum(err, m) / m.sum().clamp_min(1)
+    return loss, {"loss/value": loss.detach()}

@@ -1,0 +1,149 @@
+"""Policy-gradient maths (RLOO, PPO, GAE), best-of-N and the tokenizer offset mapping, against
+hand-computed values and the identities the online-stack issue lists."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from irlalign.generation.best_of_n import best_of_n, kl_bound
+from irlalign.generation.offsets import map_rewards_by_offsets
+from irlalign.losses.policy_gradient import (
+    gae,
+    kl_penalised_rewards,
+    ppo_policy_loss,
+    ppo_value_loss,
+    rloo_advantages,
+    rloo_loss,
+    terminal_rewards,
+    whiten,
+)
+
+MASK = torch.tensor([[0, 1, 1, 1, 0], [0, 0, 1, 1, 1]], dtype=torch.long)
+
+
+def test_rloo_advantages_by_hand_and_sum_to_zero_per_group():
+    r = torch.tensor([1.0, 2.0, 6.0, 0.0, 0.0, 3.0])
+    a = rloo_advantages(r, k=3)
+    assert torch.allclose(a[:3], torch.tensor([1 - 4.0, 2 - 3.5, 6 - 1.5]))
+    assert torch.allclose(a.reshape(2, 3).sum(1), torch.zeros(2), atol=1e-6)
+    with pytest.raises(ValueError, match="k >= 2"):
+        rloo_advantages(r, k=1)
+    with pytest.raises(ValueError, match="groups of k=4"):
+        rloo_advantages(r, k=4)
+
+
+def test_terminal_rewards_sit_on_the_last_response_token():
+    r = terminal_rewards(torch.tensor([2.0, -1.0]), MASK)
+    assert r.tolist() == [[0, 0, 0, 2.0, 0], [0, 0, 0, 0, -1.0]]
+
+
+def test_dense_reward_on_the_last_token_gives_the_terminal_update():
+    torch.manual_seed(0)
+    scores = torch.tensor([0.7, -0.3, 1.2, 0.1])
+    mask = torch.tensor([[0, 1, 1, 0], [1, 1, 1, 1], [0, 0, 1, 1], [0, 1, 0, 0]])
+    dense = torch.zeros(4, 4)
+    dense[0, 2], dense[1, 3], dense[2, 3], dense[3, 1] = scores  # same mass, built by hand
+    assert torch.equal(dense, terminal_rewards(scores, mask))
+    logits = torch.randn(4, 4, requires_grad=True)
+    grads = []
+    for rewards in (dense, terminal_rewards(scores, mask)):
+        returns = torch.where(mask.bool(), rewards, torch.zeros_like(rewards)).sum(1)
+        loss, _ = rloo_loss(logits.log_softmax(-1), rloo_advantages(returns, k=2), mask)
+        grads.append(torch.autograd.grad(loss, logits)[0])
+    assert torch.equal(grads[0], grads[1])
+
+
+def test_gae_matches_a_hand_computed_example():
+    rewards = torch.tensor([[0.0, 1.0, 0.0, 2.0, 9.0]])
+    values = torch.tensor([[5.0, 0.5, 1.0, 1.5, 9.0]])
+    mask = torch.tensor([[0, 1, 1, 1, 0]])
+    gamma, lam = 0.9, 0.8
+    # Response tokens t = 1, 2, 3; V after t = 3 is 0; position 0 and 4 are masked out.
+    d3 = 2.0 + 0 - 1.5
+    d2 = 0.0 + gamma * 1.5 - 1.0
+    d1 = 1.0 + gamma * 1.0 - 0.5
+    a3, a2 = d3, d2 + gamma * lam * d3
+    a1 = d1 + gamma * lam * a2
+    adv, ret = gae(rewards, values, mask, gamma=gamma, lam=lam)
+    assert torch.allclose(adv, torch.tensor([[0.0, a1, a2, a3, 0.0]]))
+    assert torch.allclose(ret, torch.tensor([[0.0, a1 + 0.5, a2 + 1.0, a3 + 1.5, 0.0]]))
+
+
+def test_gae_with_gamma_lambda_one_is_reward_to_go_minus_value():
+    rewards = torch.tensor([[1.0, 2.0, 3.0]])
+    values = torch.tensor([[0.5, 0.25, 0.125]])
+    adv, _ = gae(rewards, values, torch.ones(1, 3), gamma=1.0, lam=1.0)
+    assert torch.allclose(adv, torch.tensor([[6 - 0.5, 5 - 0.25, 3 - 0.125]]))
+
+
+def test_ppo_clipped_loss_is_minus_advantage_at_ratio_one():
+    logps = torch.tensor([[-1.0, -2.0, -0.5, -3.0, -1.0]], requires_grad=True)
+    adv = torch.tensor([[9.0, 1.0, -2.0, 4.0, 9.0]])
+    mask = torch.tensor([[0, 1, 1, 1, 0]])
+    loss, metrics = ppo_policy_loss(logps, logps.detach(), adv, mask, clip=0.2)
+    assert loss.item() == pytest.approx(-(1.0 - 2.0 + 4.0) / 3)
+    assert metrics["rl/clip_frac"] == 0
+
+
+def test_ppo_clipped_loss_has_zero_gradient_outside_the_clip_range():
+    old = torch.zeros(1, 4)
+    # ratio e^0.5 > 1.2 with A > 0, and e^-0.5 < 0.8 with A < 0: both clipped; the last two are
+    # inside the range and keep their gradient.
+    logps = torch.tensor([[0.5, -0.5, 0.1, -0.1]], requires_grad=True)
+    adv = torch.tensor([[1.0, -1.0, 1.0, -1.0]])
+    loss, metrics = ppo_policy_loss(logps, old, adv, torch.ones(1, 4), clip=0.2)
+    (grad,) = torch.autograd.grad(loss, logps)
+    assert grad[0, 0] == 0 and grad[0, 1] == 0
+    assert grad[0, 2] != 0 and grad[0, 3] != 0
+    assert metrics["rl/clip_frac"].item() == pytest.approx(0.5)
+
+
+def test_ppo_value_loss_clips_by_hand():
+    v, old, ret = torch.tensor([[3.0]]), torch.tensor([[1.0]]), torch.tensor([[0.0]])
+    loss, _ = ppo_value_loss(v, old, ret, torch.ones(1, 1), clip=0.5)
+    assert loss.item() == pytest.approx(0.5 * max(9.0, 1.5**2))
+
+
+def test_kl_penalty_and_whitening():
+    r = torch.tensor([[0.0, 1.0, 2.0]])
+    shaped = kl_penalised_rewards(
+        r,
+        torch.tensor([[0.0, -1.0, -1.0]]),
+        torch.full((1, 3), -2.0),
+        torch.tensor([[0, 1, 1]]),
+        kl_coef=0.1,
+    )
+    assert torch.allclose(shaped, torch.tensor([[0.0, 0.9, 1.9]]))
+    w = whiten(torch.tensor([[1.0, 2.0, 3.0, 100.0]]), torch.tensor([[1, 1, 1, 0]]))
+    assert torch.allclose(w[0, :3].mean(), torch.tensor(0.0), atol=1e-6)
+    assert torch.allclose(w[0, :3].pow(2).mean(), torch.tensor(1.0), atol=1e-4)
+
+
+def test_best_of_n_picks_the_argmax_and_the_kl_bound():
+    scores = np.array([[0.1, 0.9, 0.3], [2.0, -1.0, 2.0]])
+    assert best_of_n(scores).tolist() == [1, 0]
+    assert kl_bound(1) == 0.0
+    assert kl_bound(64) == pytest.approx(math.log(64) - 63 / 64)
+    with pytest.raises(ValueError, match="finite"):
+        best_of_n(np.array([[np.nan, 1.0]]))
+
+
+def test_offset_mapping_between_two_tokenizers_conserves_the_total():
+    text = "the cat sat"
+    rm_spans = [(0, 3), (3, 7), (7, 11), (0, 0)]  # "the", " cat", " sat", a special token
+    rm_rewards = [0.5, -1.0, 2.0, 0.25]
+    pol_spans = [(0, 2), (2, 3), (3, 5), (5, 7), (7, 11)]  # "th", "e", " c", "at", " sat"
+    out = map_rewards_by_offsets(rm_spans, rm_rewards, pol_spans)
+    assert text[slice(*pol_spans[1])] == "e"
+    assert out == [0.0, 0.5, 0.0, -1.0, 2.25]
+    assert sum(out) == pytest.approx(sum(rm_rewards))
+    rng = np.random.default_rng(0)
+    cuts = sorted(rng.choice(np.arange(1, 40), 9, replace=False).tolist())
+    rm = list(zip([0, *cuts], [*cuts, 40], strict=True))
+    pol = [(0, 7), (7, 7), (7, 23), (23, 40)]  # includes an empty policy span
+    rewards = rng.normal(size=len(rm)).tolist()
+    assert sum(map_rewards_by_offsets(rm, rewards, pol)) == pytest.approx(sum(rewards))
