@@ -1,0 +1,177 @@
+"""The `Sampler` protocol of the online methods and its transformers-`generate` implementation.
+
+A sampler turns text prompts into `Rollouts`: right-padded prompt + response token ids with the
+masks every loss in `irlalign.losses` expects, the decoded response texts, and the policy's own
+per-token log-probabilities of the sampled tokens at temperature 1 (teacher-forced after
+generation, so that they are exactly the numbers an RL loss differentiates, whatever sampling
+temperature or top-p/top-k produced the tokens). A vLLM backend can implement the same protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = no top-k filter
+    max_new_tokens: int = 64
+    stop_strings: tuple[str, ...] = ()  # e.g. turn markers; the response ends after the match
+    batch_size: int = 64  # prompts per `generate` call
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError("temperature must be > 0 (use a small value for near-greedy)")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("top_p must be in (0, 1]")
+        if self.top_k < 0 or self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ValueError("top_k >= 0, max_new_tokens >= 1 and batch_size >= 1 are required")
+        self.stop_strings = tuple(self.stop_strings)
+
+
+@dataclass
+class Rollouts:
+    """``n`` samples per prompt, grouped: rows [i·n, (i+1)·n) answer prompt i.
+
+    ``input_ids``/``attention_mask``/``completion_mask`` (B, L) right-padded; ``logps`` (B, L − 1)
+    action-aligned log π(a_t|s_t) at temperature 1, 0 outside the response; ``finished`` (B,) the
+    response ended with EOS or a stop string (not the length budget)."""
+
+    prompts: list[str]
+    responses: list[str]
+    input_ids: Tensor
+    attention_mask: Tensor
+    completion_mask: Tensor
+    logps: Tensor
+    finished: Tensor
+    n: int
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    def sample(self, prompts: Sequence[str], n: int = 1) -> Rollouts: ...
+
+
+def _cut(ids: list[int], eos_id: int | None, pad_id: int) -> tuple[list[int], bool]:
+    """Generated ids up to and including the first EOS; trailing pads dropped."""
+    if eos_id is not None and eos_id in ids:
+        return ids[: ids.index(eos_id) + 1], True
+    while ids and ids[-1] == pad_id and pad_id != eos_id:
+        ids = ids[:-1]
+    return ids, False
+
+
+def _cut_at_stop(tokenizer, ids: list[int], stops: Sequence[str]) -> list[int] | None:
+    """The shortest prefix of ``ids`` whose text contains a stop string, or None."""
+    if not stops or not any(s in tokenizer.decode(ids) for s in stops):
+        return None
+    for k in range(1, len(ids) + 1):
+        if any(s in tokenizer.decode(ids[:k]) for s in stops):
+            return ids[:k]
+    return None
+
+
+class StopOnStrings(StoppingCriteria):
+    """Per-row stop once the decoded response contains a stop string. Decoding the text (rather
+    than transformers' `stop_strings`, which pre-tokenises every vocabulary entry) works with any
+    tokenizer, word-level ones included."""
+
+    def __init__(self, tokenizer, stops: Sequence[str], prompt_width: int):
+        self.tokenizer, self.stops, self.prompt_width = tokenizer, tuple(stops), prompt_width
+
+    def __call__(self, input_ids: Tensor, scores: Tensor, **kwargs) -> Tensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_width :])
+        hits = [any(s in t for s in self.stops) for t in texts]
+        return torch.tensor(hits, dtype=torch.bool, device=input_ids.device)
+
+
+class HFSampler:
+    """`model.generate` in batches (left-padded prompts), then one teacher-forced pass for logps."""
+
+    def __init__(self, model, tokenizer, config: SamplingConfig | None = None):
+        self.model, self.tokenizer = model, tokenizer
+        self.config = config or SamplingConfig()
+
+    @torch.no_grad()
+    def sample(self, prompts: Sequence[str], n: int = 1) -> Rollouts:
+        rows: list[tuple[list[int], list[int], bool]] = []
+        step = self.config.batch_size
+        for start in range(0, len(prompts), step):
+            rows.extend(self._generate(list(prompts[start : start + step]), n))
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        width = max(len(p) + len(c) for p, c, _ in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        am = torch.zeros_like(ids)
+        cm = torch.zeros_like(ids)
+        for b, (p, c, _) in enumerate(rows):
+            ids[b, : len(p) + len(c)] = torch.tensor(p + c)
+            am[b, : len(p) + len(c)] = 1
+            cm[b, len(p) : len(p) + len(c)] = 1
+        device = self.model.device
+        logps = self._logps(ids.to(device), am.to(device), cm.to(device)).cpu()
+        texts = [self.tokenizer.decode(c, skip_special_tokens=True) for _, c, _ in rows]
+        return Rollouts(
+            prompts=[p for p in prompts for _ in range(n)],
+            responses=texts,
+            input_ids=ids,
+            attention_mask=am,
+            completion_mask=cm,
+            logps=logps,
+            finished=torch.tensor([f for _, _, f in rows]),
+            n=n,
+        )
+
+    def _generate(self, prompts: list[str], n: int) -> list[tuple[list[int], list[int], bool]]:
+        cfg, tok = self.config, self.tokenizer
+        side, tok.padding_side = tok.padding_side, "left"
+        try:
+            enc = tok(prompts, add_special_tokens=False, padding=True, return_tensors="pt")
+        finally:
+            tok.padding_side = side
+        enc = enc.to(self.model.device)
+        kwargs = {}
+        if cfg.stop_strings:
+            width = enc["input_ids"].shape[1]
+            criteria = StopOnStrings(tok, cfg.stop_strings, width)
+            kwargs = {"stopping_criteria": StoppingCriteriaList([criteria])}
+        out = self.model.generate(
+            **enc,
+            do_sample=True,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            top_k=cfg.top_k,
+            max_new_tokens=cfg.max_new_tokens,
+            num_return_sequences=n,
+            pad_token_id=tok.pad_token_id,
+            **kwargs,
+        )
+        width = enc["input_ids"].shape[1]
+        rows = []
+        for b in range(out.shape[0]):
+            prompt_ids = enc["input_ids"][b // n][enc["attention_mask"][b // n].bool()].tolist()
+            raw = out[b, width:].tolist()
+            completion, finished = _cut(raw, tok.eos_token_id, tok.pad_token_id)
+            stopped = _cut_at_stop(tok, completion, cfg.stop_strings)
+            if stopped is not None:  # before any padding, which may share the EOS id
+                completion, finished = stopped, True
+            rows.append((prompt_ids, completion, finished))
+        return rows
+
+    def _logps(self, ids: Tensor, am: Tensor, cm: Tensor) -> Tensor:
+        from irlalign.losses import causal_logps
+        from irlalign.trainers.common import chunk_rows, hidden_and_head
+
+        was_training = self.model.training
+        self.model.eval()
+        hidden, head = hidden_and_head(self.model, ids, am)
+        logp, mask = causal_logps(hidden, ids, cm, head, chunk_tokens=chunk_rows(None, self.model))
+        self.model.train(was_training)
+        return torch.where(mask, logp, torch.zeros_like(logp))
