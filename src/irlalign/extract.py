@@ -71,6 +71,17 @@ def extract_token_rewards(
     )
 
 
+def _validated_rows(data: str, split: str, max_rows: int | None):
+    """The first ``max_rows`` rows of a split, validated (file/row/field errors), and format."""
+    from irlalign.data.formats import check_dataset
+    from irlalign.data.loading import load_rows
+
+    rows = load_rows(data, split)
+    if max_rows is not None:
+        rows = rows.select(range(min(max_rows, len(rows))))
+    return rows, check_dataset(rows, f"{data} [{split}]").fmt
+
+
 def extract_to_jsonl(
     model_path: str,
     data: str,
@@ -83,8 +94,6 @@ def extract_to_jsonl(
     max_rows: int | None = None,
 ) -> int:
     """Write one JSON line per (prompt, response) row: tokens, r_hat per token and the sums."""
-    from irlalign.data.formats import check_dataset
-    from irlalign.data.loading import load_rows
     from irlalign.data.tokenize import Truncation, tokenize_dataset
     from irlalign.modeling.heads import load_heads
     from irlalign.modeling.load import ModelOptions, load_model, load_tokenizer
@@ -92,10 +101,7 @@ def extract_to_jsonl(
     tok = load_tokenizer(model_path)
     model = load_model(ModelOptions(model_path))
     load_heads(model, model_path)
-    rows = load_rows(data, split)
-    if max_rows is not None:
-        rows = rows.select(range(min(max_rows, len(rows))))
-    fmt = check_dataset(rows, f"{data} [{split}]").fmt
+    rows, fmt = _validated_rows(data, split, max_rows)
     if fmt.kind == "preference":
         raise ValueError(f"{data}: reward extraction needs prompt/completion or messages rows")
     ds, _ = tokenize_dataset(rows, tok, Truncation(max_length), source=f"{data} [{split}]", fmt=fmt)
@@ -138,15 +144,10 @@ def reward_model_to_jsonl(
 ) -> int:
     """Per-token rewards of a reward model (BT, Preference Transformer, AVA) on plain-text
     prompt/completion rows: one JSON line per row with tokens, rewards, σ (AVA) and the score."""
-    from irlalign.data.formats import check_dataset
-    from irlalign.data.loading import load_rows
     from irlalign.modeling.reward import load_reward_model
 
     rm = load_reward_model(rm_path, batch_size=batch_size)
-    rows = load_rows(data, split)
-    if max_rows is not None:
-        rows = rows.select(range(min(max_rows, len(rows))))
-    fmt = check_dataset(rows, f"{data} [{split}]").fmt
+    rows, fmt = _validated_rows(data, split, max_rows)
     if fmt.kind != "prompt_completion" or fmt.conversational:
         raise ValueError(f"{data}: reward-model rewards need plain-text prompt/completion rows")
     prompts, responses = list(rows["prompt"]), list(rows["completion"])
