@@ -11,19 +11,23 @@ import dataclasses
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from irlalign.modeling.load import ModelOptions, frozen_copy, load_model, load_tokenizer
+from irlalign.trainers.afd import AfDConfig, train_afd
 from irlalign.trainers.ava import AVAConfig, AVATrainer
 from irlalign.trainers.dpo import DPOConfig, DPOTrainer
 from irlalign.trainers.iqlearn import IQLearnConfig, IQLearnTrainer
+from irlalign.trainers.ppo import PPOConfig, train_ppo
 from irlalign.trainers.preference_transformer import (
     PreferenceTransformerConfig,
     PreferenceTransformerTrainer,
 )
 from irlalign.trainers.reward import RewardConfig, RewardTrainer
+from irlalign.trainers.rloo import RLOOConfig, train_rloo
 from irlalign.trainers.sft import SFTConfig, SFTTrainer
 
 
@@ -36,6 +40,9 @@ class Method:
     needs_reference: bool = False
     # What the final checkpoint is evaluated as on a synthetic task: a policy, a reward model.
     evaluates: tuple[str, ...] = ("policy",)
+    # Online methods are explicit loops `loop(cfg) -> results` (no `transformers.Trainer`); their
+    # `training` section is `irlalign.trainers.online.LoopArgs`.
+    loop: Callable[[Any], dict[str, Any]] | None = None
 
 
 METHODS: dict[str, Method] = {
@@ -51,6 +58,9 @@ METHODS: dict[str, Method] = {
         "preference",
         evaluates=("reward",),
     ),
+    "rloo": Method(RLOOConfig, None, "causal_lm", "prompts", loop=train_rloo),
+    "ppo": Method(PPOConfig, None, "causal_lm", "prompts", loop=train_ppo),
+    "afd": Method(AfDConfig, None, "causal_lm", "demonstrations", loop=train_afd),
 }
 SECTIONS = ("model", "data", "method", "training", "eval")
 
@@ -147,6 +157,10 @@ def resolve(method: str, raw: dict[str, Any]) -> RunConfig:
     if "output_dir" not in training:
         raise ValueError("training.output_dir (the run folder) is required")
     reference = dataclasses.replace(model, path=ref_path, lora=None) if ref_path else None
+    if METHODS[method].loop is not None:  # validate the loop's `training` section up front
+        from irlalign.trainers.online import LoopArgs
+
+        _build(LoopArgs, training, "training")
     return RunConfig(
         method=method,
         model=model,
@@ -171,7 +185,12 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         section, key = flag[2:].split(".", 1)
         if section not in SECTIONS:
             raise ValueError(f"unknown config section {section!r} in {flag}")
-        out.setdefault(section, {})[key] = yaml.safe_load(value)
+        node = out.setdefault(section, {})
+        *parents, leaf = key.split(".")  # --method.sampling.temperature 0.7
+        for name in parents:
+            node[name] = dict(node.get(name) or {})
+            node = node[name]
+        node[leaf] = yaml.safe_load(value)
     return out
 
 
@@ -267,6 +286,8 @@ def train(cfg: RunConfig) -> dict[str, Any]:
 
     from irlalign.runs import RunFolder
 
+    if METHODS[cfg.method].loop is not None:
+        return METHODS[cfg.method].loop(cfg)
     run = RunFolder(cfg.run_dir)
     main_process = int(os.environ.get("RANK", "0")) == 0  # under accelerate/torchrun
     if main_process:

@@ -7,7 +7,18 @@ import json
 
 # The table lives in irlalign.training.METHODS; listed here too so that `--help` needs no torch
 # import (a test keeps the two equal).
-METHOD_NAMES = ("ava", "dpo", "iqlearn", "preference_transformer", "reward", "sft")
+METHOD_NAMES = (
+    "adversarial",
+    "afd",
+    "ava",
+    "dpo",
+    "iqlearn",
+    "ppo",
+    "preference_transformer",
+    "reward",
+    "rloo",
+    "sft",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -27,3 +27,16 @@ def map_rewards_by_offsets(
         j = bisect.bisect_left(ends, e) if e > s else len(keep)
         out[keep[j] if j < len(keep) else last] += float(r)
     return out
+
+
+def prefix_spans(tokenizer, ids: Sequence[int]) -> list[Span]:
+    """Character span of each token in ``tokenizer.decode(ids, skip_special_tokens=True)``,
+    from decoding growing prefixes: it matches what was sampled for any tokenizer (no offset
+    mapping needed), and special tokens get empty spans."""
+    spans, start = [], 0
+    for k in range(1, len(ids) + 1):
+        end = len(tokenizer.decode(ids[:k], skip_special_tokens=True))
+        end = max(end, start)  # decoding may merge or clean up characters; spans never go back
+        spans.append((start, end))
+        start = end
+    return spans

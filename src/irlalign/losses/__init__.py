@@ -3,6 +3,13 @@
 Maths lives here once (architecture rule 1): this package imports only torch and its own modules.
 """
 
+from irlalign.losses.afd import (
+    airl_reward,
+    bce_discriminator_loss,
+    gail_reward,
+    log_ratio_per_token,
+    log_ratio_rewards,
+)
 from irlalign.losses.ava import (
     AVATerms,
     ava_d_loss,
@@ -22,6 +29,11 @@ from irlalign.losses.preference import bradley_terry_loss, dpo_loss
 from irlalign.losses.sft import sft_entropy_loss, sft_loss
 
 __all__ = [
+    "airl_reward",
+    "bce_discriminator_loss",
+    "gail_reward",
+    "log_ratio_per_token",
+    "log_ratio_rewards",
     "AVATerms",
     "ava_d_loss",
     "ava_p_loss",

@@ -107,3 +107,13 @@ def ppo_value_loss(
     err = torch.maximum((values - returns).pow(2), (clipped - returns).pow(2))
     loss = 0.5 * masked_sum(err, m) / m.sum().clamp_min(1)
     return loss, {"loss/value": loss.detach()}
+
+
+def standardise_rewards(
+    rewards: Tensor, completion_mask: Tensor, *, mean: float, std: float
+) -> Tensor:
+    """Per-token rewards whose returns become (R − mean)/std: every token is divided by std and
+    the mean is taken off the last response token (AfD §4.1's standardised reward, dense-safe)."""
+    m = completion_mask.bool()
+    shifted = rewards - terminal_rewards(torch.full_like(rewards[:, 0], mean), m)
+    return torch.where(m, shifted / std, torch.zeros_like(rewards))

@@ -42,6 +42,14 @@ def eval_policy(task_dir: str | Path, policy: str, samples: int = 4, seed: int =
     return {"policy": str(policy), "seed": seed, **evaluate.policy_metrics(task, prompts, drawn)}
 
 
+def eval_policy_model(task_dir: str | Path, model, tokenizer, samples: int = 4, seed: int = 0):
+    """`eval_policy` for a model already in memory (curves during online training)."""
+    task = load_task(task_dir)
+    prompts = load_eval_prompts(task, task_dir)
+    drawn = sample_model(model, tokenizer, task, prompts, samples, seed)
+    return {"seed": seed, **evaluate.policy_metrics(task, prompts, drawn)}
+
+
 def eval_reward_model(task_dir: str | Path, rm: str | Path | RewardModel) -> dict:
     """RM quality on the held-out preference split (`preferences/test`)."""
     model = rm if isinstance(rm, RewardModel) else load_reward_model(rm)

@@ -1,0 +1,93 @@
+"""AfD's zero-training reward: the log-ratio of the SFT policy to the initial one.
+
+r(x, y) = log π_SFT(y|x) − log π_init(y|x) = Σ_t [log π_SFT(a_t|s_t) − log π_init(a_t|s_t)]
+(Sun & van der Schaar, arXiv 2405.15624, §3.3 of irlalign's ``specs/afd.md``), summed over the
+response tokens or divided by their number. It is the baseline every learned AfD reward model is
+reported against (spec §6.4), and it needs no training: two causal LMs sharing one tokenizer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from irlalign.modeling.reward import ResponseRewards, batched_scores, batched_token_rewards
+
+
+class LogRatioReward:
+    """`RewardModel` from π_SFT (``sft_model``) and π_init (``init_model``).
+
+    ``normalise=False``: score = Σ_t r_t over the response tokens; ``normalise=True``: that sum
+    divided by the number of response tokens. Token rewards are r_t = log π_SFT(y_t|·) −
+    log π_init(y_t|·) (divided by the length when normalising), so they always sum to the score.
+    Tokenisation is that of every other reward model here (`response_batches`: prompt and
+    response tokenised separately, EOS appended), so the EOS is scored too. A response token with
+    no preceding token (empty prompt, no BOS) has no log-probability and gets reward 0.
+
+    ``model`` is π_SFT (its device is where batches go; π_init is fed on its own device);
+    ``tokenizer`` is the shared tokenizer.
+    """
+
+    def __init__(
+        self,
+        sft_model,
+        init_model,
+        tokenizer,
+        *,
+        normalise: bool = False,
+        batch_size: int = 64,
+        chunk_tokens: int | None = None,
+    ):
+        self.model, self.init_model = sft_model.eval(), init_model.eval()
+        self.tokenizer, self.normalise = tokenizer, normalise
+        self.batch_size, self.chunk_tokens = batch_size, chunk_tokens
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        return batched_scores(self, prompts, responses)
+
+    def token_rewards(
+        self, prompts: Sequence[str], responses: Sequence[str]
+    ) -> list[ResponseRewards]:
+        return batched_token_rewards(self, prompts, responses)
+
+    def _logps(self, model, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Action-aligned (B, L − 1) log π(a_t|s_t) and response mask, on ``batch``'s device."""
+        from irlalign.losses import causal_logps
+        from irlalign.trainers.common import chunk_rows, hidden_and_head
+
+        device = next(model.parameters()).device
+        ids, am, cm = (
+            batch[k].to(device) for k in ("input_ids", "attention_mask", "completion_mask")
+        )
+        # Hidden states and the chunked head: never a (B, L, V) logits tensor in memory.
+        hidden, head = hidden_and_head(model, ids, am)
+        chunk = chunk_rows(self.chunk_tokens, model)
+        logp, mask = causal_logps(hidden, ids, cm, head, chunk_tokens=chunk)
+        target = batch["input_ids"].device
+        return logp.to(target), mask.to(target)
+
+    def _per_token(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        from irlalign.losses import log_ratio_per_token, log_ratio_rewards
+
+        sft_logps, mask = self._logps(self.model, batch)
+        init_logps, _ = self._logps(self.init_model, batch)
+        per_token = log_ratio_per_token(sft_logps, init_logps, mask)
+        summed, normalised = log_ratio_rewards(sft_logps, init_logps, mask)
+        if self.normalise:
+            # Same length as log_ratio_rewards divides by, so token rewards sum to the score.
+            per_token = per_token / mask.sum(-1, keepdim=True).clamp_min(1)
+            return per_token, normalised
+        return per_token, summed
+
+    def _score(self, batch: dict[str, Tensor]) -> Tensor:
+        return self._per_token(batch)[1]
+
+    def _token_rewards(self, batch: dict[str, Tensor]) -> tuple[Tensor, None]:
+        per_token = self._per_token(batch)[0]
+        # Action t scores token t + 1; a leading zero column aligns rewards with input_ids,
+        # which is how `batched_token_rewards` cuts them (token k's reward at index k).
+        lead = torch.zeros_like(per_token[:, :1])
+        return torch.cat([lead, per_token], dim=1), None

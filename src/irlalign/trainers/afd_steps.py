@@ -1,0 +1,133 @@
+"""The steps the AfD pipeline and the adversarial rounds are composed from (specs/afd.md §3.5,
+§4): demonstrations, turn truncation, classifier data per reward-model variant, discriminator
+training with a held-out split, and best-of-N curves on the synthetic task."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from irlalign.generation.sampling import Rollouts
+
+
+@dataclass
+class Demos:
+    prompts: list[str]
+    completions: list[str]
+
+
+def load_demos(spec: str, split: str, tokenizer, max_rows: int | None = None) -> Demos:
+    """Prompt and completion strings of a demonstrations dataset (validated first); chat rows
+    are rendered with the template's generation prompt, and the assistant turn's text kept."""
+    from irlalign.data.formats import check_dataset
+    from irlalign.data.loading import load_rows
+
+    rows = load_rows(spec, split)
+    if max_rows is not None:
+        rows = rows.select(range(min(max_rows, len(rows))))
+    fmt = check_dataset(rows, f"{spec} [{split}]").fmt
+    if fmt.kind == "preference":
+        raise ValueError(f"{spec} [{split}]: AfD needs demonstrations, got preference pairs")
+    if not fmt.conversational:
+        return Demos(list(rows["prompt"]), list(rows["completion"]))
+    if fmt.kind == "messages":
+        pairs = [(m[:-1], m[-1]["content"]) for m in rows["messages"]]
+    else:
+        pairs = [
+            (p, c[-1]["content"]) for p, c in zip(rows["prompt"], rows["completion"], strict=True)
+        ]
+    render = [
+        tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+        for p, _ in pairs
+    ]
+    return Demos(render, [c for _, c in pairs])
+
+
+def truncate_turn(text: str, markers: Sequence[str]) -> str:
+    """Cut at the first turn marker and strip whitespace (specs/afd.md, decision 3)."""
+    for marker in markers:
+        if marker and marker in text:
+            text = text[: text.index(marker)]
+    return text.strip()
+
+
+def responses(rollouts: Rollouts, markers: Sequence[str]) -> list[str]:
+    return [truncate_turn(r, markers) for r in rollouts.responses]
+
+
+def heldout_split(n_prompts: int, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of held-out prompts (AfD: 5% of prompts, pitfall 11)."""
+    held = np.zeros(n_prompts, dtype=bool)
+    k = int(round(fraction * n_prompts))
+    if k:
+        held[np.random.default_rng(seed).choice(n_prompts, size=k, replace=False)] = True
+    return held
+
+
+def classifier_rows(
+    prompts: list[str], positives: list[str], negatives: list[str]
+) -> tuple[list[str], list[str], list[float]]:
+    """Balanced 1:1 rows: both classes answer the same prompts (positives first)."""
+    if not (len(prompts) == len(positives) == len(negatives)):
+        raise ValueError("each prompt needs one positive and one negative response")
+    return prompts * 2, positives + negatives, [1.0] * len(prompts) + [0.0] * len(prompts)
+
+
+def length_baseline_accuracy(train_len, train_lab, test_len, test_lab) -> float:
+    """Held-out accuracy of the best length threshold (either direction) found on training
+    rows: a discriminator that does not beat it has learned length, not quality (pitfall 2)."""
+    train_len, train_lab = np.asarray(train_len, float), np.asarray(train_lab) > 0.5
+    best, rule = -1.0, (0.0, True)
+    for t in np.unique(train_len):
+        for longer in (True, False):
+            pred = train_len > t if longer else train_len <= t
+            acc = float((pred == train_lab).mean())
+            if acc > best:
+                best, rule = acc, (t, longer)
+    t, longer = rule
+    test_len, test_lab = np.asarray(test_len, float), np.asarray(test_lab) > 0.5
+    pred = test_len > t if longer else test_len <= t
+    return float((pred == test_lab).mean()) if len(test_lab) else float("nan")
+
+
+def train_classifier(
+    init_path: str, tokenizer, rows, out: Path, training: dict[str, Any], seed: int
+) -> Path:
+    """BCE discriminator from ``init_path`` (a 1-logit sequence classifier, reward = logit)
+    trained on (prompts, responses, labels); saved to ``out`` and returned."""
+    from transformers import TrainingArguments, set_seed
+
+    from irlalign.modeling.load import ModelOptions, load_model
+    from irlalign.trainers.discriminator import labelled_dataset, train_discriminator
+
+    set_seed(seed)
+    model = load_model(ModelOptions(path=init_path), kind="reward")
+    data = labelled_dataset(tokenizer, *rows)
+    kwargs = {"report_to": "none", "save_strategy": "no", "disable_tqdm": True, "seed": seed}
+    kwargs.update(training)
+    kwargs["output_dir"] = str(out / "trainer")
+    kwargs["remove_unused_columns"] = False
+    kwargs["label_names"] = ["label"]
+    model = train_discriminator(
+        model, tokenizer, data, TrainingArguments(**kwargs), out / "metrics.jsonl"
+    )
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def classifier_accuracy(rm, prompts, texts, labels) -> float:
+    if not prompts:
+        return float("nan")
+    scores = rm.score(prompts, texts)
+    return float(((scores > 0) == (np.asarray(labels) > 0.5)).mean())
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))

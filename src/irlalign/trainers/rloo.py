@@ -1,0 +1,110 @@
+"""RLOO (Ahmadian et al. 2024, arXiv 2402.14740): k samples per prompt, the leave-one-out mean
+of the other samples' returns as the baseline (Eq. 5), one REINFORCE update per batch.
+
+Returns are sums of per-token rewards, so dense rewards (AVA's μ_t, IQLearn's r̂_t, the
+synthetic r*) and terminal scores share the loop; the per-token KL penalty to the frozen
+reference is part of the return (the "sequence-level KL" of the paper's RLOO).
+
+The loop, top to bottom: sample → reward → reference log-probs → advantages → update → log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from irlalign.generation.rewards import policy_token_rewards
+from irlalign.generation.sampling import SamplingConfig
+from irlalign.losses.policy_gradient import (
+    kl_penalised_rewards,
+    rloo_advantages,
+    rloo_loss,
+    whiten,
+)
+from irlalign.trainers import online
+from irlalign.trainers.online_run import end_step, finish, normalise, optimizer_step, setup
+
+
+@dataclass
+class RLOOConfig:
+    reward_model: str = online.GOLD  # reward-model folder, or "gold" (synthetic r*)
+    reward_mode: str = "dense"  # "dense" per-token rewards, or "terminal" sequence scores
+    reward_norm: str = "none"  # "none", "batch", "initial"
+    kl_coef: float = 0.05  # β: per-token penalty β·(log π − log π_ref)
+    k: int = 4  # samples per prompt (the RLOO group)
+    prompts_per_step: int = 16  # per process
+    micro_batch: int = 64  # rows per forward/backward (memory only; the update is the same)
+    normalize_advantages: bool = False
+    chunk_tokens: int | None = None
+    sampling: Any = field(default_factory=SamplingConfig)
+
+    def __post_init__(self) -> None:
+        online.check_reward_fields(self)
+        self.sampling = online.sampling_config(self.sampling)
+        if self.k < 2:
+            raise ValueError("RLOO needs k >= 2 samples per prompt")
+        if self.prompts_per_step < 1 or self.micro_batch < 1:
+            raise ValueError("prompts_per_step and micro_batch must be >= 1")
+
+
+def train_rloo(cfg) -> dict[str, Any]:
+    """Run RLOO for `training.max_steps` steps; returns what `eval.json` holds."""
+    o = setup(cfg)
+    m: RLOOConfig = cfg.method_config
+    acc = o.accelerator
+    while o.state.step < o.args.max_steps:
+        step = o.state.step
+        # ---- sample: k continuations of this step's prompts from the current policy
+        prompts = online.prompt_batch(
+            o.prompts, step, m.prompts_per_step, o.args.seed, acc.process_index, acc.num_processes
+        )
+        ro = online.sample(o.policy, o.tokenizer, m.sampling, prompts, m.k, o.args.seed + step)
+        mask = online.action_mask(ro)
+        # ---- reward: per-token (dense) or on the last token (terminal), then the KL penalty
+        raw = policy_token_rewards(o.reward_model, o.tokenizer, ro, dense=m.reward_mode == "dense")
+        rewards = normalise(o, raw, mask)
+        ref_logps = online.reference_logps(o.ref, ro, o.device, m.chunk_tokens).cpu()
+        shaped = kl_penalised_rewards(rewards, ro.logps, ref_logps, mask, kl_coef=m.kl_coef)
+        adv = rloo_advantages(shaped.sum(1), k=m.k)
+        if m.normalize_advantages:
+            adv = whiten(adv, torch.ones_like(adv))
+        # ---- update: one REINFORCE step with the leave-one-out baseline
+        loss_sum = _update(o, m, ro, adv)
+        grad_norm = optimizer_step(o)
+        o.scheduler.step()
+        o.state.step += 1
+        kl = ((ro.logps - ref_logps) * mask).sum(1)
+        end_step(
+            o,
+            {
+                "loss/total": loss_sum,
+                "rl/reward": float((raw * mask).sum(1).mean()),
+                "rl/reward_std": float((raw * mask).sum(1).std()),
+                "rl/return": float(shaped.sum(1).mean()),
+                "policy/kl": float(kl.mean()),
+                "rl/length": float(mask.sum(1).float().mean()),
+                "rl/finished": float(ro.finished.float().mean()),
+                "rl/grad_norm": grad_norm,
+                "rl/lr": o.scheduler.get_last_lr()[0],
+            },
+        )
+    return finish(o)
+
+
+def _update(o, m: RLOOConfig, ro, adv) -> float:
+    """Accumulate the gradient of the batch loss over micro-batches of rows."""
+    rows = ro.input_ids.shape[0]
+    total = 0.0
+    for start in range(0, rows, m.micro_batch):
+        sl = slice(start, start + m.micro_batch)
+        ids, am, cm = (
+            t[sl].to(o.device) for t in (ro.input_ids, ro.attention_mask, ro.completion_mask)
+        )
+        logps, _ = online.sequence_logps(o.policy, ids, am, cm, m.chunk_tokens)
+        loss, _ = rloo_loss(logps, adv[sl].to(o.device), cm[:, 1:])
+        loss = loss * (ids.shape[0] / rows)  # the mean over all rows, in pieces
+        o.accelerator.backward(loss)
+        total += float(loss.detach())
+    return total
