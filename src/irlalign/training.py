@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from irlalign.modeling.load import ModelOptions, frozen_copy, load_model, load_tokenizer
+from irlalign.trainers.adversarial import AdversarialConfig, train_adversarial
 from irlalign.trainers.afd import AfDConfig, train_afd
 from irlalign.trainers.ava import AVAConfig, AVATrainer
 from irlalign.trainers.dpo import DPOConfig, DPOTrainer
@@ -61,6 +62,9 @@ METHODS: dict[str, Method] = {
     "rloo": Method(RLOOConfig, None, "causal_lm", "prompts", loop=train_rloo),
     "ppo": Method(PPOConfig, None, "causal_lm", "prompts", loop=train_ppo),
     "afd": Method(AfDConfig, None, "causal_lm", "demonstrations", loop=train_afd),
+    "adversarial": Method(
+        AdversarialConfig, None, "causal_lm", "demonstrations", loop=train_adversarial
+    ),
 }
 SECTIONS = ("model", "data", "method", "training", "eval")
 

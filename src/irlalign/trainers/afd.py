@@ -26,7 +26,9 @@ VARIANTS = ("init_sft", "init_demo", "sft_demo", "bt_pairwise")
 
 @dataclass
 class AfDConfig:
-    variant: str = "init_sft"  # init_sft (default), init_demo, sft_demo, bt_pairwise
+    # Reward-model variants to train and compare on one shared best-of-N pool; the first is the
+    # one RL uses. init_sft (the paper's recommendation), init_demo, sft_demo, bt_pairwise.
+    variants: tuple[str, ...] = ("init_sft",)
     sft_model: str | None = None  # a given π_SFT folder; otherwise SFT on the demonstrations
     sft_training: dict[str, Any] = field(default_factory=dict)  # TrainingArguments keywords
     rm_training: dict[str, Any] = field(default_factory=dict)  # TrainingArguments keywords
@@ -45,9 +47,11 @@ class AfDConfig:
     def __post_init__(self) -> None:
         self.sampling = online.sampling_config(self.sampling)
         self.turn_markers, self.bon_n = tuple(self.turn_markers), tuple(self.bon_n)
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}")
-        if self.variant == "bt_pairwise" and not self.preferences:
+        self.variants = (self.variants,) if isinstance(self.variants, str) else tuple(self.variants)
+        unknown = [v for v in self.variants if v not in VARIANTS]
+        if not self.variants or unknown or len(set(self.variants)) < len(self.variants):
+            raise ValueError(f"variants: a list of distinct names from {', '.join(VARIANTS)}")
+        if "bt_pairwise" in self.variants and not self.preferences:
             raise ValueError("variant bt_pairwise needs `preferences` (prompt/chosen/rejected)")
         if self.samples_per_prompt < 1 or not 0 <= self.heldout_fraction < 1:
             raise ValueError("samples_per_prompt >= 1 and 0 <= heldout_fraction < 1 required")
@@ -87,7 +91,7 @@ def train_afd(cfg) -> dict[str, Any]:
     run.write_env(seed)
     tokenizer = load_tokenizer(cfg.model.path, cfg.model.trust_remote_code)
     demos = steps.load_demos(cfg.data.train, cfg.data.split, tokenizer, cfg.data.max_rows)
-    results: dict[str, Any] = {"variant": m.variant, "label": "AfD (paper: best-of-N)"}
+    results: dict[str, Any] = {"variants": list(m.variants), "label": "AfD (paper: best-of-N)"}
 
     # ==== 1. π_SFT: given, or SFT on the demonstrations (forward-KL AfD) =====================
     sft_path = m.sft_model
@@ -125,29 +129,30 @@ def train_afd(cfg) -> dict[str, Any]:
         ],
     )
 
-    # ==== 3. the IRL reward model of the variant (BCE; reward = logit) ======================
-    rm_path, rm_info = _reward_model(
-        cfg, m, tokenizer, train_prompts, init_texts, sft_texts, demo_texts, seed
-    )
-    results["reward_model"] = {"path": str(rm_path), **rm_info}
+    # ==== 3. the IRL reward models of the variants (BCE; reward = logit) ====================
+    texts = (train_prompts, init_texts, sft_texts, demo_texts)
+    rms = {v: _reward_model(cfg, m, v, tokenizer, texts, seed) for v in m.variants}
+    results["reward_models"] = {v: {"path": str(p), **info} for v, (p, info) in rms.items()}
 
-    # ==== 4. best-of-N over an N grid, with the log-ratio baselines ==========================
+    # ==== 4. best-of-N over an N grid on one pool, with the log-ratio baselines =============
     if cfg.eval.synthetic_task:
-        results["best_of_n"] = _bon_curves(cfg, m, rm_path, sft, init, tokenizer, clean)
+        paths = {v: p for v, (p, _) in rms.items()}
+        results["best_of_n"] = _bon_curves(cfg, m, paths, sft, init, tokenizer, clean)
 
     # ==== 5. extension: RL against the standardised logit, KL to π_SFT =======================
     if m.rl != "none":
-        results["rl"] = _rl(cfg, m, rm_path, str(sft_path))
+        results["rl"] = _rl(cfg, m, rms[m.variants[0]][0], str(sft_path))
     run.write_eval(results)
     return results
 
 
-def _reward_model(cfg, m: AfDConfig, tokenizer, prompts, init_texts, sft_texts, demo_texts, seed):
-    """Train the variant's RM; report held-out accuracy and the length-only baseline."""
+def _reward_model(cfg, m: AfDConfig, variant: str, tokenizer, texts, seed):
+    """Train one variant's RM; report held-out accuracy and the length-only baseline."""
     from irlalign.modeling.reward import load_reward_model
 
-    out = cfg.run_dir / "reward_model"
-    if m.variant == "bt_pairwise":  # the preference baseline: Bradley–Terry on labelled pairs
+    prompts, init_texts, sft_texts, demo_texts = texts
+    out = cfg.run_dir / f"rm_{variant}"
+    if variant == "bt_pairwise":  # the preference baseline: Bradley–Terry on labelled pairs
         from irlalign.training import train
 
         sub = _sub_config(cfg, "reward", out, cfg.model.path, m.preferences, {}, m.rm_training)
@@ -157,7 +162,7 @@ def _reward_model(cfg, m: AfDConfig, tokenizer, prompts, init_texts, sft_texts, 
         "init_sft": (sft_texts, init_texts),
         "init_demo": (demo_texts, init_texts),
         "sft_demo": (demo_texts, sft_texts),
-    }[m.variant]
+    }[variant]
     unique = list(dict.fromkeys(prompts))
     held_prompts = set(np.array(unique)[steps.heldout_split(len(unique), m.heldout_fraction, seed)])
     held = [p in held_prompts for p in prompts]
@@ -169,8 +174,8 @@ def _reward_model(cfg, m: AfDConfig, tokenizer, prompts, init_texts, sft_texts, 
     lengths = lambda rows: [len(tokenizer(t, add_special_tokens=False).input_ids) for t in rows[1]]  # noqa: E731
     return path, {
         "loss": "bce",
-        "positives": m.variant.split("_")[1],
-        "negatives": m.variant.split("_")[0],
+        "positives": variant.split("_")[1],
+        "negatives": variant.split("_")[0],
         "train_accuracy": steps.classifier_accuracy(rm, *train_rows),
         "heldout_accuracy": steps.classifier_accuracy(rm, *test_rows),
         "length_baseline_accuracy": steps.length_baseline_accuracy(
@@ -180,7 +185,7 @@ def _reward_model(cfg, m: AfDConfig, tokenizer, prompts, init_texts, sft_texts, 
     }
 
 
-def _bon_curves(cfg, m: AfDConfig, rm_path, sft, init, tokenizer, clean) -> dict[str, Any]:
+def _bon_curves(cfg, m: AfDConfig, rm_paths, sft, init, tokenizer, clean) -> dict[str, Any]:
     import torch
 
     from irlalign.modeling.log_ratio import LogRatioReward
@@ -197,7 +202,7 @@ def _bon_curves(cfg, m: AfDConfig, rm_path, sft, init, tokenizer, clean) -> dict
     means = bon.reference_means(task_dir, prompts)
     init_mean = float(init_pool.gold.mean())
     rankers = {
-        m.variant: load_reward_model(rm_path),
+        **{v: load_reward_model(p) for v, p in rm_paths.items()},
         "log_ratio_sum": LogRatioReward(sft, init, tokenizer),
         "log_ratio_mean": LogRatioReward(sft, init, tokenizer, normalise=True),
     }

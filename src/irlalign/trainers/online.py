@@ -127,6 +127,10 @@ def load_reward(spec: str, task_dir: str | None, tokenizer) -> RewardModel:
         from irlalign.synthetic.gold import GoldReward
 
         return GoldReward(load_task(task_dir), tokenizer)
+    from irlalign.modeling.gail_reward import PREFIX, GAILReward
+
+    if spec.startswith(PREFIX):
+        return GAILReward(load_reward_model(spec[len(PREFIX) :]))
     return load_reward_model(spec)
 
 
@@ -189,7 +193,7 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
 
 
 def save_checkpoint(
-    run_dir: Path, policy, tokenizer, optimizer, state: LoopState, keep: int | None
+    run_dir: Path, policy, tokenizer, optimizer, state: LoopState, keep: int | None, scheduler=None
 ):
     """`checkpoints/step_<n>/`: the policy (with any heads), tokenizer, optimizer and RNG state."""
     from irlalign.modeling.heads import save_pretrained_with_heads
@@ -204,7 +208,12 @@ def save_checkpoint(
         "python": random.getstate(),
     }
     torch.save(
-        {"optimizer": optimizer.state_dict(), "state": state.__dict__, "rng": rng},
+        {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "state": state.__dict__,
+            "rng": rng,
+        },
         folder / STATE_FILE,
     )
     if keep is not None:
@@ -213,7 +222,7 @@ def save_checkpoint(
     return folder
 
 
-def load_checkpoint(folder: Path, policy, optimizer) -> LoopState:
+def load_checkpoint(folder: Path, policy, optimizer, scheduler=None) -> LoopState:
     """Weights (and heads) into ``policy``, the optimizer state, RNG state; returns the state."""
     from safetensors.torch import load_file
 
@@ -226,6 +235,8 @@ def load_checkpoint(folder: Path, policy, optimizer) -> LoopState:
     load_heads(base, folder)
     saved = torch.load(folder / STATE_FILE, weights_only=False)
     optimizer.load_state_dict(saved["optimizer"])
+    if scheduler is not None and saved.get("scheduler") is not None:
+        scheduler.load_state_dict(saved["scheduler"])
     torch.set_rng_state(saved["rng"]["torch"])
     np.random.set_state(saved["rng"]["numpy"])
     random.setstate(saved["rng"]["python"])

@@ -79,9 +79,7 @@ def setup(cfg, prepare_model: Callable[[torch.nn.Module], None] | None = None) -
     state = online.LoopState()
     folder = online.resume_folder(cfg.run_dir, args.resume_from_checkpoint)
     if folder is not None:
-        state = online.load_checkpoint(folder, policy, opt)
-        for _ in range(state.step):
-            sched.step()
+        state = online.load_checkpoint(folder, policy, opt, sched)
         online.truncate_metrics(cfg.run_dir, state.step)
         print(f"resumed from {folder} at step {state.step}")
     policy, opt = acc.prepare(policy, opt)
@@ -131,7 +129,13 @@ def end_step(o: OnlineSetup, metrics: dict[str, float]) -> None:
         o.accelerator.log(metrics, step=step)
     if step % args.save_steps == 0 and o.accelerator.is_main_process:
         online.save_checkpoint(
-            o.run_dir, o.policy, o.tokenizer, o.optimizer, o.state, args.save_total_limit
+            o.run_dir,
+            o.policy,
+            o.tokenizer,
+            o.optimizer,
+            o.state,
+            args.save_total_limit,
+            o.scheduler,
         )
 
 
