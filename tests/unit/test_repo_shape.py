@@ -114,3 +114,16 @@ def test_cli_method_names_match_the_method_table():
     from irlalign.training import METHODS
 
     assert tuple(sorted(METHODS)) == METHOD_NAMES
+
+
+def test_quickstart_online_rows_follow_the_rloo_and_afd_presets():
+    from irlalign.cli.quickstart import AFD_METHOD, ONLINE_ROWS, ONLINE_TRAINING
+
+    rloo = yaml.safe_load((ROOT / "configs" / "synthetic" / "rloo.yaml").read_text())
+    for key in ("learning_rate", "warmup_steps", "max_grad_norm"):
+        assert rloo["training"][key] == ONLINE_TRAINING[key], key
+    gold = [cfg for _, _, cfg in ONLINE_ROWS if cfg["reward_model"] == "gold"]
+    assert gold and gold[0]["kl_coef"] == rloo["method"]["kl_coef"]
+    afd = yaml.safe_load((ROOT / "configs" / "synthetic" / "afd.yaml").read_text())
+    assert AFD_METHOD["sampling"] == afd["method"]["sampling"]
+    assert AFD_METHOD["turn_markers"] == afd["method"]["turn_markers"]

@@ -33,6 +33,42 @@ RM_ROWS = (
     ("Preference Transformer", "preference_transformer", {}),
     ("AVA-p (rwt_rescale)", "ava", {"rwt_rescale": True}),
 )
+# Online rows: the loops of configs/synthetic/rloo.yaml, shortened to 100 iterations. `rm:<row>`
+# names a reward model trained above (its `rm_<row>` folder).
+ONLINE_TRAINING = {
+    "max_steps": 100,
+    "learning_rate": 1.0e-3,
+    "warmup_steps": 5,
+    "max_grad_norm": 1.0,
+    "logging_steps": 25,
+    "save_steps": 100,
+    "use_cpu": True,
+}
+ONLINE_ROWS = (
+    ("RLOO against r*, dense (100 iterations)", "rloo", {"reward_model": "gold", "kl_coef": 1.0}),
+    (
+        "RLOO against AVA-p dense rewards (100 iterations)",
+        "rloo",
+        {"reward_model": "rm:ava", "reward_norm": "initial", "kl_coef": 0.1},
+    ),
+)
+# AfD best-of-N over a pool of 16 π_SFT samples per prompt (π_SFT = the SFT row), each variant's
+# discriminator trained for 100 steps; the pipeline of configs/synthetic/afd.yaml otherwise.
+AFD_METHOD = {
+    "variants": ["init_sft", "init_demo", "sft_demo", "bt_pairwise"],
+    "rm_training": {
+        "max_steps": 100,
+        "per_device_train_batch_size": 32,
+        "learning_rate": 1.0e-3,
+        "lr_scheduler_type": "cosine",
+        "warmup_steps": 10,
+        "use_cpu": True,
+    },
+    "turn_markers": [],
+    "sampling": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 24},
+    "bon_n": [1, 4, 16],
+    "bon_prompts": 64,
+}
 PRESET_METHOD = {"ava_d": "ava"}  # presets whose file name is not the method's name
 PRESET_DATA = dict.fromkeys(("reward", "preference_transformer", "ava"), "preferences")
 TRAINING = {
@@ -103,6 +139,55 @@ def train_row(task_dir: Path, out: Path, preset: str, method_cfg: dict, args) ->
     return train(resolve(PRESET_METHOD.get(preset, preset), raw))
 
 
+def online_row(task_dir: Path, out: Path, method: str, method_cfg: dict, args) -> dict:
+    """Train one online row (RL loop) from π_init; returns `eval.json`'s results."""
+    from irlalign.training import resolve, train
+
+    cfg = dict(method_cfg)
+    if cfg["reward_model"].startswith("rm:"):
+        cfg["reward_model"] = str(
+            out.parent / f"rm_{cfg['reward_model'][3:]}" / "checkpoints" / "final"
+        )
+    raw = {
+        "model": {"path": str(task_dir / "pi_init")},
+        "data": {"train": str(task_dir / "demos")},
+        "method": {**cfg, "sampling": {"max_new_tokens": 24}},
+        "training": {
+            **ONLINE_TRAINING,
+            "output_dir": str(out),
+            "seed": args.seed,
+            "disable_tqdm": True,
+        },
+        "eval": {"synthetic_task": str(task_dir), "seed": args.seed, "samples": args.samples},
+    }
+    return train(resolve(method, raw))
+
+
+def afd_table(task_dir: Path, out: Path, args) -> tuple[str, dict]:
+    """AfD's best-of-N table: normalised score per ranker and N, one shared pool."""
+    from irlalign.training import resolve, train
+
+    raw = method_config(task_dir, out / "afd", "afd", {}, args.seed)
+    raw["method"] = {
+        **AFD_METHOD,
+        "sft_model": str(out / "sft" / "checkpoints" / "final"),
+        "preferences": str(task_dir / "preferences"),
+    }
+    raw["training"] = {"output_dir": str(out / "afd"), "seed": args.seed, "use_cpu": True}
+    res = train(resolve("afd", raw))
+    curves = res["best_of_n"]["curves"]
+    grid = [p["n"] for p in next(iter(curves.values()))]
+    head = "| ranker | " + " | ".join(f"N={n}" for n in grid) + " | held-out acc. |"
+    lines = [head, "|---|" + "---:|" * (len(grid) + 1)]
+    for name, points in curves.items():
+        acc = res["reward_models"].get(name, {}).get("heldout_accuracy")
+        cells = [f"{p['normalised_score']:+.3f}" for p in points]
+        lines.append(
+            f"| {name} | " + " | ".join(cells) + f" | {'' if acc is None else f'{acc:.3f}'} |"
+        )
+    return "\n".join(lines), res
+
+
 def run(args: argparse.Namespace) -> int:
     from datasets.utils.logging import disable_progress_bar
 
@@ -136,11 +221,21 @@ def run(args: argparse.Namespace) -> int:
         metrics = train_row(task_dir, Path(args.out) / f"rm_{preset}", preset, method_cfg, args)
         run_dir.log_metrics({"reward_model": label, **metrics["synthetic_rm"]})
         rm_rows.append((label, metrics["synthetic_rm"]))
+    for label, method, method_cfg in ONLINE_ROWS:
+        print(f"training {label} …", flush=True)
+        name = f"{method}_{method_cfg['reward_model'].replace('rm:', '')}"
+        metrics = online_row(task_dir, Path(args.out) / name, method, method_cfg, args)
+        run_dir.log_metrics({"row": label, **metrics["synthetic"]})
+        rows.append((label, metrics["synthetic"]))
+    print("AfD: discriminators and best-of-N …", flush=True)
+    afd_text, afd = afd_table(task_dir, Path(args.out), args)
     kl_tok = init_kl(task_dir)
     gap = summary["expert_return"] - summary["ref_return"]
     se = rows[0][1]["gold_return_se"]
     table = markdown_table(rows) + "\n\nReward models on the held-out preference pairs:\n\n"
     table += markdown_table(rm_rows, RM_COLUMNS, "reward model")
+    table += "\n\nAfD best-of-N of π_SFT samples (normalised score; N=1 is π_SFT itself):\n\n"
+    table += afd_text
     notes = [
         f"π_init per-token KL(π_ref‖π_init) on held-out text: {kl_tok:.4f} nats",
         f"exact R(π*) − R(π_ref) on the eval prompts: {gap:.3f} = {gap / se:.1f} standard "
@@ -153,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
         {
             "rows": dict(rows),
             "reward_models": dict(rm_rows),
+            "afd": afd,
             "init_kl_per_token": kl_tok,
             "task": summary,
         }
