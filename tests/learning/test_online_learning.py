@@ -6,7 +6,10 @@ benchmarks/online_rl.py).
 - AfD: best-of-16 of π_SFT samples under the Init-SFT discriminator, and under the log-ratio
   reward, beats best-of-1 (the plain π_SFT sample).
 
-Measured (seed 0) and the floors are in each test's docstring.
+Measured (seed 0, 256 eval prompts × 4 samples; normalised-score se ≈ 0.015): RLOO dense r*,
+100 iterations 0.362 (floor 0.2); PPO terminal r*, 50 iterations 0.265 (floor 0.15); AfD with
+300 SFT steps and 200 discriminator steps, best-of-1 → best-of-16 on 128 prompts: Init-SFT
+0.597 → 0.888 (margin asserted 0.15), summed log-ratio 0.597 → 1.118 (margin 0.3).
 """
 
 from __future__ import annotations
@@ -47,6 +50,6 @@ def test_afd_best_of_n_beats_the_single_sft_sample(default_task_dir, tmp_path):
     raw = _preset("afd", default_task_dir, tmp_path / "afd")
     raw["method"].update(bon_n=[1, 16], bon_prompts=128)
     curves = train(resolve("afd", raw))["best_of_n"]["curves"]
-    for ranker, margin in (("init_sft", 0.08), ("log_ratio_sum", 0.15)):
+    for ranker, margin in (("init_sft", 0.15), ("log_ratio_sum", 0.3)):
         one, sixteen = (p["normalised_score"] for p in curves[ranker])
         assert sixteen - one > margin, ranker

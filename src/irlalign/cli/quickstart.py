@@ -53,7 +53,9 @@ ONLINE_ROWS = (
     ),
 )
 # AfD best-of-N over a pool of 16 π_SFT samples per prompt (π_SFT = the SFT row), each variant's
-# discriminator trained for 100 steps; the pipeline of configs/synthetic/afd.yaml otherwise.
+# discriminator trained for 100 steps on the first AFD_PROMPTS demonstration prompts; the
+# pipeline of configs/synthetic/afd.yaml otherwise (which uses all 2,000 and N up to 64).
+AFD_PROMPTS = 500
 AFD_METHOD = {
     "variants": ["init_sft", "init_demo", "sft_demo", "bt_pairwise"],
     "rm_training": {
@@ -168,6 +170,7 @@ def afd_table(task_dir: Path, out: Path, args) -> tuple[str, dict]:
     from irlalign.training import resolve, train
 
     raw = method_config(task_dir, out / "afd", "afd", {}, args.seed)
+    raw["data"]["max_rows"] = AFD_PROMPTS
     raw["method"] = {
         **AFD_METHOD,
         "sft_model": str(out / "sft" / "checkpoints" / "final"),
