@@ -1,5 +1,5 @@
-"""Two CPU processes under `accelerate launch` run IQLearn and AVA-p (extra heads under DDP)
-through the CLI."""
+"""Two CPU processes under `accelerate launch` run IQLearn, AVA-p (extra heads under DDP) and the
+RLOO loop through the CLI."""
 
 from __future__ import annotations
 
@@ -19,6 +19,12 @@ import yaml
     [
         ("iqlearn", "demos", {"lam": 0.1}, "loss/td"),
         ("ava", "preferences", {"rwt_rescale": True}, "loss/cer"),
+        (
+            "rloo",
+            "demos",
+            {"k": 2, "prompts_per_step": 2, "sampling": {"max_new_tokens": 8}},
+            "rl/reward",
+        ),
     ],
 )
 def test_two_process_accelerate_launch(method, data, method_cfg, logged, smoke_task_dir, tmp_path):
@@ -41,6 +47,9 @@ def test_two_process_accelerate_launch(method, data, method_cfg, logged, smoke_t
             "seed": 0,
         },
     }
+    if method == "rloo":  # the loop's own `training` section; the gold reward needs the task
+        del cfg["training"]["per_device_train_batch_size"]
+        cfg["eval"] = {"synthetic_task": str(smoke_task_dir), "samples": 1}
     cfg_file = tmp_path / "iq.yaml"
     cfg_file.write_text(yaml.safe_dump(cfg))
     cmd = [

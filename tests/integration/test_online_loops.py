@@ -122,3 +122,16 @@ def test_unknown_training_key_is_an_error_before_loading(smoke_task_dir, tmp_pat
     raw["training"]["per_device_train_batch_size"] = 8
     with pytest.raises(ValueError, match="per_device_train_batch_size"):
         resolve("rloo", raw)
+
+
+def test_lora_policy_saves_adapter_and_merged_model_and_resumes(smoke_task_dir, tmp_path):
+    raw = _raw(smoke_task_dir, tmp_path / "run", "rloo", "gold", k=2)
+    raw["model"]["lora"] = {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}
+    results = train(resolve("rloo", raw))
+    final = Path(results["final_checkpoint"])
+    assert (final / "adapter_config.json").exists()
+    merged = Path(results["merged_checkpoint"])
+    base, tuned = _weights(smoke_task_dir / "pi_init"), _weights(merged)
+    assert set(base) == set(tuned) and any(not torch.equal(base[k], tuned[k]) for k in base)
+    raw["training"].update(resume_from_checkpoint=True, max_steps=4)
+    assert train(resolve("rloo", raw))["steps"] == 4

@@ -196,11 +196,9 @@ def save_checkpoint(
     run_dir: Path, policy, tokenizer, optimizer, state: LoopState, keep: int | None, scheduler=None
 ):
     """`checkpoints/step_<n>/`: the policy (with any heads), tokenizer, optimizer and RNG state."""
-    from irlalign.modeling.heads import save_pretrained_with_heads
-    from irlalign.trainers.common import unwrap
 
     folder = run_dir / "checkpoints" / f"step_{state.step}"
-    save_pretrained_with_heads(unwrap(policy), folder)
+    save_policy(policy, folder)
     tokenizer.save_pretrained(folder)
     rng = {
         "torch": torch.get_rng_state(),
@@ -222,6 +220,26 @@ def save_checkpoint(
     return folder
 
 
+def peft_model(policy):
+    """The peft wrapper of a (possibly DDP-wrapped) LoRA policy, else None."""
+    while hasattr(policy, "module"):
+        policy = policy.module
+    return policy if hasattr(policy, "peft_config") else None
+
+
+def save_policy(policy, folder: Path) -> None:
+    """A plain `save_pretrained` folder (plus heads), or a LoRA adapter folder (plus heads)."""
+    from irlalign.modeling.heads import save_heads, save_pretrained_with_heads, split_head_state
+    from irlalign.trainers.common import unwrap
+
+    peft = peft_model(policy)
+    if peft is None:
+        save_pretrained_with_heads(unwrap(policy), folder)
+        return
+    peft.save_pretrained(folder)
+    save_heads(unwrap(policy), folder, split_head_state(unwrap(policy).state_dict())[1])
+
+
 def load_checkpoint(folder: Path, policy, optimizer, scheduler=None) -> LoopState:
     """Weights (and heads) into ``policy``, the optimizer state, RNG state; returns the state."""
     from safetensors.torch import load_file
@@ -229,9 +247,13 @@ def load_checkpoint(folder: Path, policy, optimizer, scheduler=None) -> LoopStat
     from irlalign.modeling.heads import load_heads
     from irlalign.trainers.common import unwrap
 
-    base = unwrap(policy)
-    weights = folder / "model.safetensors"
-    base.load_state_dict(load_file(str(weights)), strict=False)
+    base, peft = unwrap(policy), peft_model(policy)
+    if peft is not None:  # a LoRA policy: the checkpoint holds the adapter
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(peft, load_file(str(folder / "adapter_model.safetensors")))
+    else:
+        base.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)
     load_heads(base, folder)
     saved = torch.load(folder / STATE_FILE, weights_only=False)
     optimizer.load_state_dict(saved["optimizer"])

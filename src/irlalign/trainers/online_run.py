@@ -152,15 +152,22 @@ def finish(o: OnlineSetup, extra: dict[str, Any] | None = None) -> dict[str, Any
     """`checkpoints/final`, the final synthetic evaluation and `eval.json`."""
     from irlalign.modeling.heads import save_pretrained_with_heads
     from irlalign.runs import RunFolder
-    from irlalign.trainers.common import unwrap
 
     o.accelerator.wait_for_everyone()
     results: dict[str, Any] = dict(extra or {})
     if o.accelerator.is_main_process:
         final = o.run_dir / "checkpoints" / "final"
-        save_pretrained_with_heads(unwrap(o.policy), final)
+        online.save_policy(o.policy, final)
         o.tokenizer.save_pretrained(final)
         results["final_checkpoint"] = str(final)
+        peft = online.peft_model(o.policy)
+        if peft is not None:  # `final` is the adapter; `final_merged` a plain checkpoint
+            import copy
+
+            merged = o.run_dir / "checkpoints" / "final_merged"
+            save_pretrained_with_heads(copy.deepcopy(peft).merge_and_unload(), merged)
+            o.tokenizer.save_pretrained(merged)
+            results["merged_checkpoint"] = str(merged)
         results["steps"] = o.state.step
         if o.task_dir:
             ev = o.cfg.eval
