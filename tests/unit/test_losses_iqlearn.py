@@ -16,6 +16,7 @@ from irlalign.losses import (
     sft_loss,
     token_stats,
 )
+from irlalign.losses.iqlearn import iqlearn_online_expert_loss, iqlearn_online_policy_loss
 
 SEED = 0
 V, D, EOS = 11, 8, 2
@@ -264,3 +265,168 @@ def test_temperature_tau_matches_the_spec_formula():
     same = iq_terms(hidden, ids, cmask, head, eos_id=eos, gamma=gamma, tau=1.0)
     plain = iq_terms(hidden, ids, cmask, head, eos_id=eos, gamma=gamma)
     assert torch.equal(same.r_hat, plain.r_hat)
+
+
+# ------------------------------------------------------------ online IQLearn (spec §2.7, §3.4)
+
+
+def online_losses(expert, policy, *, lam, mix_in, gamma, value_diff=True, num_items=None):
+    kw = {"lam": lam, "mix_in": mix_in, "gamma": gamma, "value_diff": value_diff}
+    e, p = expert, policy
+    le, me = iqlearn_online_expert_loss(
+        e.logp, e.r_hat, e.v, e.v_next, e.mask, e.td_mask, num_items=num_items, **kw
+    )
+    lp, mp = iqlearn_online_policy_loss(p.r_hat, p.v, p.v_next, p.mask, p.td_mask, **kw)
+    return le, me, lp, mp
+
+
+def policy_batch():
+    """A second right-padded batch standing in for the policy's samples: row 0 ends in EOS,
+    rows 1 and 2 hit the length budget (truncated, not terminal)."""
+    ids, cm = make_batch()
+    g = torch.Generator().manual_seed(SEED + 5)
+    ids = torch.randint(3, V, ids.shape, generator=g)
+    ids[0, 4], ids[0, 5:] = EOS, 0
+    cm = torch.zeros_like(cm)
+    cm[0, 2:5], cm[1, 3:], cm[2, 1:8] = 1, 1, 1
+    return ids, cm
+
+
+@pytest.mark.parametrize("num_items", [None, 13.0])
+def test_online_mix_in_zero_is_bitwise_offline(num_items):
+    ids, cm = make_batch()
+    pids, pcm = policy_batch()
+    g = torch.Generator().manual_seed(SEED)
+    hidden = torch.randn(3, 10, D, generator=g)
+    head = torch.nn.Linear(D, V, bias=False)
+    h_off, h_on = hidden.clone().requires_grad_(True), hidden.clone().requires_grad_(True)
+
+    t = iq_terms(h_off, ids, cm, head, eos_id=EOS, gamma=0.9)
+    offline, _ = iqlearn_offline_loss(
+        t.logp, t.r_hat, t.mask, t.td_mask, lam=0.3, num_items=num_items
+    )
+    offline.backward()
+    gw_off = head.weight.grad.clone()
+    head.zero_grad()
+
+    e = iq_terms(h_on, ids, cm, head, eos_id=EOS, gamma=0.9)
+    p = iq_terms(torch.randn(3, 10, D, generator=g), pids, pcm, head, eos_id=EOS, gamma=0.9)
+    le, me, lp, mp = online_losses(e, p, lam=0.3, mix_in=0.0, gamma=0.9, num_items=num_items)
+    total = le + lp
+    total.backward()
+    assert mp["loss/td_policy"] > 0 and me["iq/value_expert"] != 0  # the terms are there
+    assert torch.equal(total, offline)
+    assert torch.equal(h_on.grad, h_off.grad)
+    assert torch.equal(head.weight.grad, gw_off)
+
+
+def test_online_td_weighting_by_hand():
+    """λ·(1−α) on expert TD, λ·α on policy TD, MLE on expert tokens only (value term off)."""
+    logp = torch.tensor([[-1.0, -2.0, -0.5], [-0.25, -4.0, -1.0]])
+    r = torch.tensor([[1.0, -2.0, 3.0], [0.5, 10.0, -1.0]])
+    zeros = torch.zeros_like(r)
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0]], dtype=torch.bool)
+    td = torch.tensor([[1, 1, 0], [1, 0, 0]], dtype=torch.bool)
+    p_r = torch.tensor([[2.0, 1.0, 7.0]])
+    p_mask = torch.tensor([[1, 1, 0]], dtype=torch.bool)
+    lam, a = 0.2, 0.25
+    kw = {"lam": lam, "mix_in": a, "gamma": 1.0, "value_diff": False}
+    le, me = iqlearn_online_expert_loss(logp, r, zeros, zeros, mask, td, **kw)
+    lp, mp = iqlearn_online_policy_loss(p_r, p_r * 0, p_r * 0, p_mask, p_mask, **kw)
+    mle, td_e, td_p = (1.0 + 2.0 + 0.5 + 0.25) / 4, (1.0 + 4.0 + 0.25) / 4, (4.0 + 1.0) / 2
+    assert me["loss/mle"].item() == pytest.approx(mle)
+    assert me["loss/td"].item() == pytest.approx(td_e)
+    assert mp["loss/td_policy"].item() == pytest.approx(td_p)
+    assert le.item() == pytest.approx(mle + lam * (1 - a) * td_e)
+    assert lp.item() == pytest.approx(lam * a * td_p)  # no MLE term on the samples
+    assert mp["iq/r_hat_policy"].item() == pytest.approx(1.5)
+
+
+def test_online_value_difference_by_hand():
+    """α·(E_π[V − γV'] − E_E[V − γV']) on a tiny example; V' = 0 after the EOS."""
+    gamma, a = 0.5, 0.1
+    # expert: one row, 3 actions, the last is the EOS (v_next already zeroed there)
+    v_e = torch.tensor([[4.0, 3.0, 2.0]])
+    vn_e = torch.tensor([[3.0, 2.0, 0.0]])
+    m_e = torch.ones(1, 3, dtype=torch.bool)
+    # policy: two rows; row 1 truncated after 1 action, bootstrapping from V = 6
+    v_p = torch.tensor([[1.0, 2.0], [5.0, 9.0]])
+    vn_p = torch.tensor([[2.0, 0.0], [6.0, 9.0]])
+    m_p = torch.tensor([[1, 1], [1, 0]], dtype=torch.bool)
+    zeros_e, zeros_p = torch.zeros(1, 3), torch.zeros(2, 2)
+    kw = {"lam": 0.0, "mix_in": a, "gamma": gamma}
+    le, me = iqlearn_online_expert_loss(zeros_e, zeros_e, v_e, vn_e, m_e, m_e, **kw)
+    lp, mp = iqlearn_online_policy_loss(zeros_p, v_p, vn_p, m_p, m_p, **kw)
+    e_val = ((4 - 1.5) + (3 - 1.0) + (2 - 0.0)) / 3  # 6.5 / 3
+    p_val = ((1 - 1.0) + (2 - 0.0) + (5 - 3.0)) / 3  # 4 / 3
+    assert me["iq/value_expert"].item() == pytest.approx(e_val)
+    assert mp["iq/value_policy"].item() == pytest.approx(p_val)
+    assert (le + lp).item() == pytest.approx(a * (p_val - e_val))
+    off_e, off_me = iqlearn_online_expert_loss(
+        zeros_e, zeros_e, v_e, vn_e, m_e, m_e, value_diff=False, **kw
+    )
+    off_p, off_mp = iqlearn_online_policy_loss(zeros_p, v_p, vn_p, m_p, m_p, value_diff=False, **kw)
+    assert (off_e + off_p).item() == 0.0  # off: not in the loss, still reported
+    assert off_me["iq/value_expert"] == me["iq/value_expert"]
+    assert off_mp["iq/value_policy"] == mp["iq/value_policy"]
+
+
+def l_online_by_transitions(logits_e, ids_e, cm_e, logits_p, ids_p, cm_p, *, lam, a, gamma):
+    """Spec §2.7's L_online written transition by transition (bootstrap on truncated rows)."""
+
+    def transitions(logits, ids, cm):
+        out = []
+        for b in range(ids.shape[0]):
+            pos = [t for t in range(ids.shape[1] - 1) if cm[b, t + 1]]
+            eos = next((t for t in pos if ids[b, t + 1] == EOS), None)
+            for t in pos:
+                v = torch.logsumexp(logits[b, t], -1)
+                v_next = 0.0 if t == eos else torch.logsumexp(logits[b, t + 1], -1)
+                logp = torch.log_softmax(logits[b, t], -1)[ids[b, t + 1]]
+                out.append((logp, v, v_next))
+        return out
+
+    te, tp = transitions(logits_e, ids_e, cm_e), transitions(logits_p, ids_p, cm_p)
+
+    def mean(xs):
+        return torch.stack(list(xs)).mean()
+
+    mle = mean(-lp for lp, _, _ in te)
+    td_e = mean((v + lp - gamma * vn) ** 2 for lp, v, vn in te)
+    td_p = mean((v + lp - gamma * vn) ** 2 for lp, v, vn in tp)
+    val_e = mean(v - gamma * vn for _, v, vn in te)
+    val_p = mean(v - gamma * vn for _, v, vn in tp)
+    return mle + lam * ((1 - a) * td_e + a * td_p) + a * (val_p - val_e)
+
+
+def test_online_total_equals_spec_l_online():
+    ids, cm = make_batch()
+    pids, pcm = policy_batch()
+    logits_e = random_logits()
+    g = torch.Generator().manual_seed(SEED + 7)
+    logits_p = 3.0 * torch.randn(3, 10, V, generator=g, dtype=torch.float64)
+    e, p = terms(logits_e, ids, cm, gamma=0.9), terms(logits_p, pids, pcm, gamma=0.9)
+    assert p.truncated.any(1).tolist() == [False, True, True]
+    le, _, lp, _ = online_losses(e, p, lam=0.7, mix_in=0.3, gamma=0.9)
+    want = l_online_by_transitions(
+        logits_e, ids, cm, logits_p, pids, pcm, lam=0.7, a=0.3, gamma=0.9
+    )
+    assert (le + lp).item() == pytest.approx(want.item(), rel=1e-6, abs=1e-6)
+
+
+def test_online_drop_removes_truncated_transitions_from_policy_terms():
+    pids, pcm = policy_batch()
+    logits_p = random_logits()
+    boot, drop = terms(logits_p, pids, pcm), terms(logits_p, pids, pcm, drop=True)
+    kw = {"lam": 1.0, "mix_in": 0.5, "gamma": 0.9}
+    _, mb = iqlearn_online_policy_loss(
+        boot.r_hat, boot.v, boot.v_next, boot.mask, boot.td_mask, **kw
+    )
+    _, md = iqlearn_online_policy_loss(
+        drop.r_hat, drop.v, drop.v_next, drop.mask, drop.td_mask, **kw
+    )
+    n = boot.mask.sum()
+    removed_td = (boot.r_hat[boot.truncated] ** 2).sum() / n
+    removed_v = (boot.v - 0.9 * boot.v_next)[boot.truncated].sum() / n
+    torch.testing.assert_close(mb["loss/td_policy"] - md["loss/td_policy"], removed_td)
+    torch.testing.assert_close(mb["iq/value_policy"] - md["iq/value_policy"], removed_v)

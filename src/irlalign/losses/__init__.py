@@ -23,7 +23,14 @@ from irlalign.losses.ava import (
     reward_weights,
     token_rewards,
 )
-from irlalign.losses.iqlearn import implicit_rewards, iqlearn_offline_loss, sequence_rewards
+from irlalign.losses.iqlearn import (
+    implicit_rewards,
+    iqlearn_offline_loss,
+    iqlearn_online_expert_loss,
+    iqlearn_online_policy_loss,
+    sequence_rewards,
+    value_step_mean,
+)
 from irlalign.losses.ops import IQTerms, action_masks, causal_logps, iq_terms, token_stats
 from irlalign.losses.preference import bradley_terry_loss, dpo_loss
 from irlalign.losses.sft import sft_entropy_loss, sft_loss
@@ -53,6 +60,9 @@ __all__ = [
     "implicit_rewards",
     "iq_terms",
     "iqlearn_offline_loss",
+    "iqlearn_online_expert_loss",
+    "iqlearn_online_policy_loss",
+    "value_step_mean",
     "sequence_rewards",
     "sft_entropy_loss",
     "sft_loss",

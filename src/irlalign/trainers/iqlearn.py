@@ -1,16 +1,20 @@
-"""Offline IQLearn: inverse soft-Q learning as TD-regularised MLE.
+"""IQLearn: inverse soft-Q learning as TD-regularised MLE, offline and (opt-in) online.
 
 Wulfmeier et al. 2024, *Imitating Language via Scalable Inverse Reinforcement Learning*,
 Eq. (14); decisions and defaults from specs/iqlearn.md §0. Q = the LM's logits, V = logsumexp.
+Online (spec §2.7, §3.4, a reconstruction): each step also samples continuations of some of the
+batch's prompts from the current policy and adds the TD and value-difference terms on them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from torch import Tensor
 from transformers import Trainer
 
-from irlalign.losses import iq_terms, iqlearn_offline_loss, sequence_rewards
+from irlalign.losses import IQTerms, iq_terms, iqlearn_offline_loss, sequence_rewards
+from irlalign.losses.iqlearn import iqlearn_online_expert_loss, iqlearn_online_policy_loss
 from irlalign.modeling.heads import ScalarHead, attach_head, get_head
 from irlalign.trainers.common import (
     MetricStore,
@@ -20,6 +24,7 @@ from irlalign.trainers.common import (
     unwrap,
 )
 from irlalign.trainers.heads import HeadsCheckpointMixin
+from irlalign.trainers.online_samples import PolicySamples, batch_prompts, sample_continuations
 
 TRUNCATION_MODES = ("bootstrap", "drop")
 VALUE_HEAD = "value"  # name of the value-head ablation's head in checkpoints
@@ -32,8 +37,15 @@ class IQLearnConfig:
     truncation: str = "bootstrap"  # or "drop": the last TD term of a response with no EOS
     tau: float = 1.0  # soft-value temperature; Eq. (14) implies 1 (other values: an ablation)
     chunk_tokens: int | None = None  # rows per vocabulary chunk; None: sized by V (chunk_rows)
-    online: bool = False  # the online variant needs the sampling stack (issue 5)
     value_head: bool = False  # ablation (spec §2.5): scalar V_φ head instead of LSE(logits)
+    online: bool = False  # also train the TD term on the current policy's samples (spec §2.7)
+    mix_in: float = 0.1  # α, weight of the policy's samples in μ_mix; used only when online
+    value_diff: bool = True  # online value-difference term (a reconstruction); always logged
+    sample_temperature: float = 1.0  # 1 samples π = softmax(logits); with tau != 1 set it to tau
+    max_new_tokens: int = 256  # online sampling length budget; longer responses are truncated
+    # Sampled sequences per step; None: max(1, round(mix_in * batch rows)) (spec §3.4). Only the
+    # variance of the policy-side estimate depends on it, α alone sets that side's weight.
+    policy_samples: int | None = None
 
     def __post_init__(self) -> None:
         if self.lam < 0:
@@ -48,8 +60,12 @@ class IQLearnConfig:
             raise ValueError("tau must be > 0")
         if self.value_head and self.tau != 1.0:
             raise ValueError("value_head and tau != 1 are separate ablations; set one")
-        if self.online:
-            raise ValueError("online IQLearn is not available yet; use online: false")
+        if not 0 <= self.mix_in <= 1:
+            raise ValueError("mix_in must be in [0, 1]")
+        if self.sample_temperature <= 0 or self.max_new_tokens < 1:
+            raise ValueError("sample_temperature must be > 0 and max_new_tokens >= 1")
+        if self.policy_samples is not None and self.policy_samples < 1:
+            raise ValueError("policy_samples must be >= 1 or None")
 
 
 class IQLearnTrainer(HeadsCheckpointMixin, Trainer):
@@ -66,30 +82,90 @@ class IQLearnTrainer(HeadsCheckpointMixin, Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         cfg = self.method
-        hidden, head = hidden_and_head(model, inputs["input_ids"], inputs["attention_mask"])
-        eos_id = unwrap_eos(self)
-        terms = iq_terms(
+        terms = self._terms(
+            model, inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
+        )
+        n, scale = token_normaliser(self, num_items_in_batch, inputs["completion_mask"])
+        if cfg.online:
+            loss, metrics = self._online_loss(model, inputs, terms, n, scale)
+        else:
+            loss, metrics = iqlearn_offline_loss(
+                terms.logp, terms.r_hat, terms.mask, terms.td_mask, lam=cfg.lam, num_items=n
+            )
+            loss = loss * scale
+        seq = sequence_rewards(terms.logp, terms.r_hat, terms.v, terms.mask, gamma=cfg.gamma)
+        metrics["iq/v0"] = seq["v0"].mean().detach()
+        metrics["iq/truncated"] = terms.truncated.any(1).float().mean()
+        self.metric_store.add(metrics)
+        return (loss, {"loss": loss}) if return_outputs else loss
+
+    def _terms(
+        self, model, input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor
+    ) -> IQTerms:
+        """Eq. (14)'s per-token terms of one right-padded batch (expert or policy samples)."""
+        cfg = self.method
+        hidden, head = hidden_and_head(model, input_ids, attention_mask)
+        return iq_terms(
             hidden,
-            inputs["input_ids"],
-            inputs["completion_mask"],
+            input_ids,
+            completion_mask,
             head,
-            eos_id=eos_id,
+            eos_id=unwrap_eos(self),
             gamma=cfg.gamma,
             drop_truncated=cfg.truncation == "drop",
             chunk_tokens=chunk_rows(cfg.chunk_tokens, model),
             tau=cfg.tau,
             value_fn=get_head(model, VALUE_HEAD) if cfg.value_head else None,
         )
-        n, scale = token_normaliser(self, num_items_in_batch, inputs["completion_mask"])
-        loss, metrics = iqlearn_offline_loss(
-            terms.logp, terms.r_hat, terms.mask, terms.td_mask, lam=cfg.lam, num_items=n
+
+    def _online_loss(self, model, inputs, expert: IQTerms, n, scale: float):
+        """L_online (spec §2.7) = expert side + policy side; returns the loss HF backpropagates.
+
+        The expert side keeps the offline normaliser, so α = 0 is the offline loss exactly. The
+        policy side is a mean over its own tokens; when `n` counts the expert tokens of a whole
+        gradient-accumulation step (or of all processes), each micro-batch's policy mean is
+        weighted by its share of them, so the accumulated gradient is one weighted mean of the
+        policy side too, as in a single large batch.
+        """
+        cfg = self.method
+        kw = {"lam": cfg.lam, "mix_in": cfg.mix_in, "gamma": cfg.gamma}
+        kw["value_diff"] = cfg.value_diff
+        e = expert
+        loss_e, metrics = iqlearn_online_expert_loss(
+            e.logp, e.r_hat, e.v, e.v_next, e.mask, e.td_mask, num_items=n, **kw
         )
-        seq = sequence_rewards(terms.logp, terms.r_hat, terms.v, terms.mask, gamma=cfg.gamma)
-        metrics["iq/v0"] = seq["v0"].mean().detach()
-        metrics["iq/truncated"] = terms.truncated.any(1).float().mean()
-        self.metric_store.add(metrics)
-        loss = loss * scale
-        return (loss, {"loss": loss}) if return_outputs else loss
+        samples = self._policy_samples(model, inputs)
+        p = self._terms(model, samples.input_ids, samples.attention_mask, samples.completion_mask)
+        loss_p, policy_metrics = iqlearn_online_policy_loss(
+            p.r_hat, p.v, p.v_next, p.mask, p.td_mask, **kw
+        )
+        share = 1.0 if n is None else e.mask.sum() / n
+        loss = (loss_e + loss_p * share) * scale
+        metrics.update(policy_metrics)
+        metrics["loss/total"] = (loss_e + loss_p).detach()
+        # The unweighted value difference E_π[V − γV'] − E_E[V − γV'], logged even when off.
+        metrics["loss/value_diff"] = metrics["iq/value_policy"] - metrics["iq/value_expert"]
+        metrics["iq/policy_truncated"] = (~samples.finished).float().mean()
+        metrics["iq/policy_length"] = samples.completion_mask.sum(1).float().mean()
+        return loss, metrics
+
+    def _policy_samples(self, model, inputs) -> PolicySamples:
+        """Continuations of the first n_pol prompts of the batch from the current policy."""
+        cfg = self.method
+        rows = cfg.policy_samples or max(1, round(cfg.mix_in * inputs["input_ids"].shape[0]))
+        prompts = batch_prompts(
+            inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"], rows
+        )
+        samples = sample_continuations(
+            unwrap(model),
+            prompts,
+            eos_id=unwrap_eos(self),
+            pad_id=pad_id_of(self),
+            temperature=cfg.sample_temperature,
+            max_new_tokens=cfg.max_new_tokens,
+        )
+        device = inputs["input_ids"].device
+        return PolicySamples(*(t.to(device) for t in vars(samples).values()))
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         super().log(self.metric_store.merge_into(logs), *args, **kwargs)
@@ -106,3 +182,9 @@ def unwrap_eos(trainer: Trainer) -> int:
     if eos is None:
         raise ValueError("IQLearn needs an EOS token id (tokenizer or model config)")
     return int(eos)
+
+
+def pad_id_of(trainer: Trainer) -> int:
+    """The pad id for re-collated samples (never read: pads are masked); EOS if there is none."""
+    pad = getattr(trainer.processing_class, "pad_token_id", None)
+    return int(pad) if pad is not None else unwrap_eos(trainer)
