@@ -21,6 +21,7 @@ from irlalign.trainers.adversarial import AdversarialConfig, train_adversarial
 from irlalign.trainers.afd import AfDConfig, train_afd
 from irlalign.trainers.ava import AVAConfig, AVATrainer
 from irlalign.trainers.dpo import DPOConfig, DPOTrainer
+from irlalign.trainers.frft import FRFTConfig, train_frft
 from irlalign.trainers.iqlearn import IQLearnConfig, IQLearnTrainer
 from irlalign.trainers.ppo import PPOConfig, train_ppo
 from irlalign.trainers.preference_transformer import (
@@ -62,6 +63,7 @@ METHODS: dict[str, Method] = {
     "rloo": Method(RLOOConfig, None, "causal_lm", "prompts", loop=train_rloo),
     "ppo": Method(PPOConfig, None, "causal_lm", "prompts", loop=train_ppo),
     "afd": Method(AfDConfig, None, "causal_lm", "demonstrations", loop=train_afd),
+    "frft": Method(FRFTConfig, None, "causal_lm", "preference", loop=train_frft),
     "adversarial": Method(
         AdversarialConfig, None, "causal_lm", "demonstrations", loop=train_adversarial
     ),

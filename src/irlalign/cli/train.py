@@ -12,6 +12,7 @@ METHOD_NAMES = (
     "afd",
     "ava",
     "dpo",
+    "frft",
     "iqlearn",
     "ppo",
     "preference_transformer",
