@@ -54,16 +54,11 @@ class AdversarialConfig:
 
 def train_adversarial(cfg) -> dict[str, Any]:
     """Run the rounds; returns (and writes to `eval.json`) the per-round summaries."""
-    from irlalign.modeling.load import load_model, load_tokenizer
-    from irlalign.runs import RunFolder
+    from irlalign.modeling.load import load_model
 
     m: AdversarialConfig = cfg.method_config
-    run_dir, seed = cfg.run_dir, int(cfg.training.get("seed", 42))
-    run = RunFolder(run_dir)
-    run.write_config(cfg.to_dict())
-    run.write_env(seed)
-    tokenizer = load_tokenizer(cfg.model.path, cfg.model.trust_remote_code)
-    demos = steps.load_demos(cfg.data.train, cfg.data.split, tokenizer, cfg.data.max_rows)
+    run_dir = cfg.run_dir
+    run, seed, tokenizer, demos = steps.open_run(cfg)
     prompts = [p for p in demos.prompts for _ in range(m.samples_per_prompt)]
     positives = [steps.truncate_turn(c, m.turn_markers) for c in demos.completions]
     positives = [c for c in positives for _ in range(m.samples_per_prompt)]

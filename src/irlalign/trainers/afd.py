@@ -81,16 +81,11 @@ def _sub_config(cfg, method: str, out: Path, model_path: str, data: str, method_
 
 def train_afd(cfg) -> dict[str, Any]:
     """Run the AfD pipeline; writes the phases' folders and `eval.json`; returns its content."""
-    from irlalign.modeling.load import ModelOptions, load_model, load_tokenizer
-    from irlalign.runs import RunFolder
+    from irlalign.modeling.load import ModelOptions, load_model
 
     m: AfDConfig = cfg.method_config
-    run_dir, seed = cfg.run_dir, int(cfg.training.get("seed", 42))
-    run = RunFolder(run_dir)
-    run.write_config(cfg.to_dict())
-    run.write_env(seed)
-    tokenizer = load_tokenizer(cfg.model.path, cfg.model.trust_remote_code)
-    demos = steps.load_demos(cfg.data.train, cfg.data.split, tokenizer, cfg.data.max_rows)
+    run_dir = cfg.run_dir
+    run, seed, tokenizer, demos = steps.open_run(cfg)
     results: dict[str, Any] = {"variants": list(m.variants), "label": "AfD (paper: best-of-N)"}
 
     # ==== 1. π_SFT: given, or SFT on the demonstrations (forward-KL AfD) =====================

@@ -48,6 +48,20 @@ def load_demos(spec: str, split: str, tokenizer, max_rows: int | None = None) ->
     return Demos(render, [c for _, c in pairs])
 
 
+def open_run(cfg):
+    """Write the run folder's config and env; returns (run folder, seed, tokenizer, demos)."""
+    from irlalign.modeling.load import load_tokenizer
+    from irlalign.runs import RunFolder
+
+    seed = int(cfg.training.get("seed", 42))
+    run = RunFolder(cfg.run_dir)
+    run.write_config(cfg.to_dict())
+    run.write_env(seed)
+    tokenizer = load_tokenizer(cfg.model.path, cfg.model.trust_remote_code)
+    demos = load_demos(cfg.data.train, cfg.data.split, tokenizer, cfg.data.max_rows)
+    return run, seed, tokenizer, demos
+
+
 def truncate_turn(text: str, markers: Sequence[str]) -> str:
     """Cut at the first turn marker and strip whitespace (specs/afd.md, decision 3)."""
     for marker in markers:
