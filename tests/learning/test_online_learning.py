@@ -53,3 +53,24 @@ def test_afd_best_of_n_beats_the_single_sft_sample(default_task_dir, tmp_path):
     for ranker, margin in (("init_sft", 0.15), ("log_ratio_sum", 0.3)):
         one, sixteen = (p["normalised_score"] for p in curves[ranker])
         assert sixteen - one > margin, ranker
+
+
+def test_frft_round_improves_on_the_sft_policy(default_task_dir, tmp_path):
+    """One FRFT round (top-mean subset of 200 + 50 pairs from an 800-pair pool, BT refit, 25 PPO
+    iterations against it, KL 0.05 to π_SFT) raises the gold score above π_SFT's. Measured (seed
+    0): π_SFT 0.603 → 0.768; refit RM accuracy on the aligned validation pairs 0.82 (the pooled
+    RM had 1.00 on them), on random held-out pairs 0.615."""
+    sft = train(resolve("sft", _preset("sft", default_task_dir, tmp_path / "sft")))
+    raw = _preset("frft", default_task_dir, tmp_path / "frft")
+    raw["model"]["path"] = sft["final_checkpoint"]
+    raw["data"]["max_rows"] = 800
+    raw["method"].update(rounds=1, arms=["frft"], k=200, k_val=50, n_random_val=200)
+    raw["method"]["rl_prompts_per_round"] = 800
+    raw["method"]["rl_training"].update(max_steps=25, eval_steps=None)
+    res = train(resolve("frft", raw))
+    final = res["arms"]["frft"][0]
+    print(
+        "FRFT learning:", sft["synthetic"]["normalised_score"], final["gold"], final["rm_metrics"]
+    )
+    assert final["gold"]["normalised_score"] > sft["synthetic"]["normalised_score"] + 0.1
+    assert final["rm_metrics"]["refit_accuracy_aligned"] > 0.6

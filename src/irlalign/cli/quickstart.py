@@ -71,6 +71,22 @@ AFD_METHOD = {
     "bon_n": [1, 4, 16],
     "bon_prompts": 64,
 }
+# FRFT's three arms from π_SFT (the SFT row) with the Bradley–Terry row as the pooled RM: a
+# 400-pair pool, 2 rounds, top-mean subsets of 100 + 25 pairs, 20 RLOO iterations per round.
+FRFT_METHOD = {
+    "rounds": 2,
+    "k": 100,
+    "k_val": 25,
+    "n_random_val": 200,
+    "rm_training": {"num_train_epochs": 1, "per_device_train_batch_size": 8, "learning_rate": 1e-3},
+    "policy_trainer": "rloo",
+    "rl_method": {"kl_coef": 0.05, "reward_norm": "initial", "k": 4, "prompts_per_step": 16},
+    "rl_training": {"max_steps": 20, "learning_rate": 3.0e-4},
+    "rl_prompts_per_round": 320,
+    "turn_markers": [],
+    "sampling": {"temperature": 0.9, "top_k": 200, "max_new_tokens": 24},
+}
+FRFT_POOL = 400
 PRESET_METHOD = {"ava_d": "ava"}  # presets whose file name is not the method's name
 PRESET_DATA = dict.fromkeys(("reward", "preference_transformer", "ava"), "preferences")
 TRAINING = {
@@ -106,6 +122,9 @@ COLUMNS = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/quickstart", help="run folder")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="rows trained side by side (one thread each)"
+    )
     parser.add_argument("--samples", type=int, default=4, help="responses per eval prompt")
     parser.set_defaults(func=run)
 
@@ -191,6 +210,79 @@ def afd_table(task_dir: Path, out: Path, args) -> tuple[str, dict]:
     return "\n".join(lines), res
 
 
+def frft_table(task_dir: Path, out: Path, args) -> tuple[str, dict]:
+    """FRFT and its two baselines: final normalised score and the RM's aligned accuracy."""
+    from irlalign.training import resolve, train
+
+    raw = method_config(task_dir, out / "frft", "reward", {}, args.seed)
+    raw["model"]["path"] = str(out / "sft" / "checkpoints" / "final")
+    raw["data"].update(max_rows=FRFT_POOL, eval=str(task_dir / "preferences"), eval_split="test")
+    raw["method"] = {**FRFT_METHOD, "vanilla_rm": str(out / "rm_reward" / "checkpoints" / "final")}
+    raw["training"] = {"output_dir": str(out / "frft"), "seed": args.seed, "use_cpu": True}
+    raw["eval"]["samples"] = args.samples
+    res = train(resolve("frft", raw))
+    lines = ["| arm | norm. score after round 1 | after round 2 | RM acc. on aligned pairs |"]
+    lines.append("|---|---:|---:|---:|")
+    for arm, rounds in res["arms"].items():
+        scores = [f"{r['gold']['normalised_score']:+.3f}" for r in rounds]
+        accs = [r.get("rm_metrics", {}).get("refit_accuracy_aligned") for r in rounds]
+        acc = " / ".join(f"{a:.3f}" for a in accs if a is not None) or "(fixed RM)"
+        lines.append(f"| {arm} | " + " | ".join(scores) + f" | {acc} |")
+    return "\n".join(lines), res
+
+
+def _job(kind: str, name: str, method_cfg: dict, args: dict):
+    """One row in a worker process (one torch thread: the rows run side by side)."""
+    import torch
+    from datasets.utils.logging import disable_progress_bar
+
+    torch.set_num_threads(1)
+    disable_progress_bar()
+    ns = argparse.Namespace(**args)
+    out = Path(ns.out)
+    task_dir = out / "task"
+    if kind == "trained":
+        return train_row(task_dir, out / name, name, method_cfg, ns)["synthetic"]
+    if kind == "rm":
+        return train_row(task_dir, out / f"rm_{name}", name, method_cfg, ns)["synthetic_rm"]
+    if kind == "online":
+        folder = f"{name}_{method_cfg['reward_model'].replace('rm:', '')}"
+        return online_row(task_dir, out / folder, name, method_cfg, ns)["synthetic"]
+    if kind == "frft":
+        return frft_table(task_dir, out, ns)
+    return afd_table(task_dir, out, ns)
+
+
+def train_all(args: argparse.Namespace) -> dict[str, object]:
+    """Every trained row, `args.workers` at a time; rows that need another row's model (AfD
+    needs SFT, RL with AVA rewards needs the AVA-p reward model) start once it exists."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs = {}
+    jobs.update({label: ("trained", preset, cfg) for label, preset, cfg in TRAINED_ROWS})
+    jobs.update({label: ("rm", preset, cfg) for label, preset, cfg in RM_ROWS})
+    online = {label: ("online", method, cfg) for label, method, cfg in ONLINE_ROWS}
+    needs_rm = {k: v for k, v in online.items() if v[2]["reward_model"].startswith("rm:")}
+    jobs.update({k: v for k, v in online.items() if k not in needs_rm})
+    first = [TRAINED_ROWS[0][0], RM_ROWS[-1][0]]  # SFT and AVA-p: others wait for them
+    order = first + [k for k in jobs if k not in first]
+    payload = vars(args) | {"func": None}
+    futures = {}
+    with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
+        for label in order:
+            print(f"training {label} …", flush=True)
+            futures[label] = pool.submit(_job, *jobs[label], payload)
+        futures[first[1]].result()
+        for label, job in needs_rm.items():
+            futures[label] = pool.submit(_job, *job, payload)
+        futures[first[0]].result()
+        futures["afd"] = pool.submit(_job, "afd", "afd", {}, payload)
+        futures[RM_ROWS[0][0]].result()  # FRFT's pooled RM is the Bradley–Terry row
+        futures["frft"] = pool.submit(_job, "frft", "frft", {}, payload)
+        return {label: f.result() for label, f in futures.items()}
+
+
 def run(args: argparse.Namespace) -> int:
     from datasets.utils.logging import disable_progress_bar
 
@@ -213,25 +305,15 @@ def run(args: argparse.Namespace) -> int:
         metrics = eval_policy(task_dir, policy, args.samples, args.seed)
         run_dir.log_metrics({"row": label, **metrics})
         rows.append((label, metrics))
-    for label, preset, method_cfg in TRAINED_ROWS:
-        print(f"training {label} …", flush=True)
-        metrics = train_row(task_dir, Path(args.out) / preset, preset, method_cfg, args)
-        run_dir.log_metrics({"row": label, **metrics["synthetic"]})
-        rows.append((label, metrics["synthetic"]))
-    rm_rows = []
-    for label, preset, method_cfg in RM_ROWS:
-        print(f"training the {label} reward model …", flush=True)
-        metrics = train_row(task_dir, Path(args.out) / f"rm_{preset}", preset, method_cfg, args)
-        run_dir.log_metrics({"reward_model": label, **metrics["synthetic_rm"]})
-        rm_rows.append((label, metrics["synthetic_rm"]))
-    for label, method, method_cfg in ONLINE_ROWS:
-        print(f"training {label} …", flush=True)
-        name = f"{method}_{method_cfg['reward_model'].replace('rm:', '')}"
-        metrics = online_row(task_dir, Path(args.out) / name, method, method_cfg, args)
-        run_dir.log_metrics({"row": label, **metrics["synthetic"]})
-        rows.append((label, metrics["synthetic"]))
-    print("AfD: discriminators and best-of-N …", flush=True)
-    afd_text, afd = afd_table(task_dir, Path(args.out), args)
+    trained = train_all(args)
+    for label, _, _ in TRAINED_ROWS + ONLINE_ROWS:
+        run_dir.log_metrics({"row": label, **trained[label]})
+        rows.append((label, trained[label]))
+    rm_rows = [(label, trained[label]) for label, _, _ in RM_ROWS]
+    for label, metrics in rm_rows:
+        run_dir.log_metrics({"reward_model": label, **metrics})
+    afd_text, afd = trained["afd"]
+    frft_text, frft = trained["frft"]
     kl_tok = init_kl(task_dir)
     gap = summary["expert_return"] - summary["ref_return"]
     se = rows[0][1]["gold_return_se"]
@@ -239,6 +321,10 @@ def run(args: argparse.Namespace) -> int:
     table += markdown_table(rm_rows, RM_COLUMNS, "reward model")
     table += "\n\nAfD best-of-N of π_SFT samples (normalised score; N=1 is π_SFT itself):\n\n"
     table += afd_text
+    table += (
+        "\n\nFRFT from π_SFT (normalised score; vanilla = fixed pooled RM, random = refit on a "
+    )
+    table += "random subset of the same size):\n\n" + frft_text
     notes = [
         f"π_init per-token KL(π_ref‖π_init) on held-out text: {kl_tok:.4f} nats",
         f"exact R(π*) − R(π_ref) on the eval prompts: {gap:.3f} = {gap / se:.1f} standard "
@@ -252,6 +338,7 @@ def run(args: argparse.Namespace) -> int:
             "rows": dict(rows),
             "reward_models": dict(rm_rows),
             "afd": afd,
+            "frft": frft,
             "init_kl_per_token": kl_tok,
             "task": summary,
         }
