@@ -127,3 +127,13 @@ def test_quickstart_online_rows_follow_the_rloo_and_afd_presets():
     afd = yaml.safe_load((ROOT / "configs" / "synthetic" / "afd.yaml").read_text())
     assert AFD_METHOD["sampling"] == afd["method"]["sampling"]
     assert AFD_METHOD["turn_markers"] == afd["method"]["turn_markers"]
+
+
+def test_quickstart_jobs_name_existing_prerequisites():
+    from irlalign.cli.quickstart import job_table
+
+    jobs = job_table()
+    labels = [label for label, _, _ in jobs]
+    assert len(set(labels)) == len(labels)
+    for label, _, needs in jobs:
+        assert all(n in labels and labels.index(n) < labels.index(label) for n in needs), label

@@ -72,7 +72,7 @@ AFD_METHOD = {
     "bon_prompts": 64,
 }
 # FRFT's three arms from π_SFT (the SFT row) with the Bradley–Terry row as the pooled RM: a
-# 300-pair pool, one round, top-mean subsets of 80 + 20 pairs, 20 RLOO iterations.
+# 300-pair pool, one round, top-mean subsets of 80 + 20 pairs, 15 RLOO iterations.
 FRFT_METHOD = {
     "rounds": 1,
     "k": 80,
@@ -81,7 +81,7 @@ FRFT_METHOD = {
     "rm_training": {"num_train_epochs": 1, "per_device_train_batch_size": 8, "learning_rate": 1e-3},
     "policy_trainer": "rloo",
     "rl_method": {"kl_coef": 0.05, "reward_norm": "initial", "k": 4, "prompts_per_step": 16},
-    "rl_training": {"max_steps": 20, "learning_rate": 3.0e-4},
+    "rl_training": {"max_steps": 15, "learning_rate": 3.0e-4},
     "rl_prompts_per_round": 300,
     "turn_markers": [],
     "sampling": {"temperature": 0.9, "top_k": 200, "max_new_tokens": 24},
@@ -257,34 +257,41 @@ def _job(kind: str, name: str, method_cfg: dict, args: dict):
     return afd_table(task_dir, out, ns)
 
 
-def train_all(args: argparse.Namespace) -> dict[str, object]:
-    """Every trained row, `args.workers` at a time; rows that need another row's model (AfD
-    needs SFT, RL with AVA rewards needs the AVA-p reward model) start once it exists."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    jobs = {}
-    jobs.update({label: ("trained", preset, cfg) for label, preset, cfg in TRAINED_ROWS})
-    jobs.update({label: ("rm", preset, cfg) for label, preset, cfg in RM_ROWS})
-    online = {label: ("online", method, cfg) for label, method, cfg in ONLINE_ROWS}
-    needs_rm = {k: v for k, v in online.items() if v[2]["reward_model"].startswith("rm:")}
-    jobs.update({k: v for k, v in online.items() if k not in needs_rm})
-    first = [TRAINED_ROWS[0][0], RM_ROWS[-1][0]]  # SFT and AVA-p: others wait for them
+def job_table() -> list[tuple[str, tuple, tuple[str, ...]]]:
+    """(label, `_job` arguments, labels it needs first), longest jobs first so that two workers
+    finish together; AfD needs SFT, FRFT needs SFT and the Bradley–Terry RM, RL against AVA-p
+    rewards needs the AVA-p RM."""
+    sft, bt, ava = TRAINED_ROWS[0][0], RM_ROWS[0][0], RM_ROWS[-1][0]
+    jobs = {label: (("trained", p, c), ()) for label, p, c in TRAINED_ROWS}
+    jobs |= {label: (("rm", p, c), ()) for label, p, c in RM_ROWS}
+    for label, method, cfg in ONLINE_ROWS:
+        jobs[label] = (("online", method, cfg), (ava,) if cfg["reward_model"] == "rm:ava" else ())
+    jobs["afd"] = (("afd", "afd", {}), (sft,))
+    jobs["frft"] = (("frft", "frft", {}), (sft, bt))
+    first = [bt, sft, ava, "frft", RM_ROWS[1][0], "afd"]
     order = first + [k for k in jobs if k not in first]
+    return [(label, *jobs[label]) for label in order]
+
+
+def train_all(args: argparse.Namespace) -> dict[str, object]:
+    """Every trained row, `args.workers` at a time, each started once the rows it needs exist."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    pending, running, done = job_table(), {}, {}
     payload = vars(args) | {"func": None}
-    futures = {}
     with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
-        for label in order:
-            print(f"training {label} …", flush=True)
-            futures[label] = pool.submit(_job, *jobs[label], payload)
-        futures[first[1]].result()
-        for label, job in needs_rm.items():
-            futures[label] = pool.submit(_job, *job, payload)
-        futures[first[0]].result()
-        futures["afd"] = pool.submit(_job, "afd", "afd", {}, payload)
-        futures[RM_ROWS[0][0]].result()  # FRFT's pooled RM is the Bradley–Terry row
-        futures["frft"] = pool.submit(_job, "frft", "frft", {}, payload)
-        return {label: f.result() for label, f in futures.items()}
+        while pending or running:
+            for job in list(pending):
+                label, call, needs = job
+                if len(running) < args.workers and all(n in done for n in needs):
+                    print(f"training {label} …", flush=True)
+                    running[pool.submit(_job, *call, payload)] = label
+                    pending.remove(job)
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                done[running.pop(future)] = future.result()
+    return done
 
 
 def run(args: argparse.Namespace) -> int:
