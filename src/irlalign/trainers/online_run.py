@@ -90,6 +90,28 @@ def setup(cfg, prepare_model: Callable[[torch.nn.Module], None] | None = None) -
     )
 
 
+def rollout(o: OnlineSetup, step: int):
+    """This process's prompts of ``step`` and ``k`` samples each from the current policy."""
+    m, acc = o.cfg.method_config, o.accelerator
+    prompts = online.prompt_batch(
+        o.prompts, step, m.prompts_per_step, o.args.seed, acc.process_index, acc.num_processes
+    )
+    return online.sample(o.policy, o.tokenizer, m.sampling, prompts, m.k, o.args.seed + step)
+
+
+def rollout_metrics(raw: Tensor, shaped: Tensor, kl: Tensor, mask: Tensor, ro) -> dict[str, float]:
+    """What both loops log about a batch: raw reward, shaped return, KL, length, EOS rate."""
+    returns = (raw * mask).sum(1)
+    return {
+        "rl/reward": float(returns.mean()),
+        "rl/reward_std": float(returns.std()),
+        "rl/return": float(shaped.sum(1).mean()),
+        "policy/kl": float(kl.mean()),
+        "rl/length": float(mask.sum(1).float().mean()),
+        "rl/finished": float(ro.finished.float().mean()),
+    }
+
+
 def normalise(o: OnlineSetup, rewards: Tensor, mask: Tensor) -> Tensor:
     """The configured reward standardisation (`reward_norm`)."""
     how = o.cfg.method_config.reward_norm

@@ -27,7 +27,15 @@ from irlalign.losses.policy_gradient import (
 )
 from irlalign.modeling.heads import ScalarHead, attach_head, get_head
 from irlalign.trainers import online
-from irlalign.trainers.online_run import end_step, finish, normalise, optimizer_step, setup
+from irlalign.trainers.online_run import (
+    end_step,
+    finish,
+    normalise,
+    optimizer_step,
+    rollout,
+    rollout_metrics,
+    setup,
+)
 
 VALUE_HEAD = "value"
 
@@ -78,14 +86,10 @@ def train_ppo(cfg) -> dict[str, Any]:
     """Run PPO for `training.max_steps` rollout iterations; returns what `eval.json` holds."""
     o = setup(cfg, prepare_model=attach_value_head)
     m: PPOConfig = cfg.method_config
-    acc = o.accelerator
     while o.state.step < o.args.max_steps:
         step = o.state.step
         # ---- sample from the current policy
-        prompts = online.prompt_batch(
-            o.prompts, step, m.prompts_per_step, o.args.seed, acc.process_index, acc.num_processes
-        )
-        ro = online.sample(o.policy, o.tokenizer, m.sampling, prompts, m.k, o.args.seed + step)
+        ro = rollout(o, step)
         batch = tuple(t.to(o.device) for t in (ro.input_ids, ro.attention_mask, ro.completion_mask))
         mask = online.action_mask(ro).to(o.device)
         # ---- old log-probs and values, reference log-probs, per-token rewards
@@ -108,13 +112,8 @@ def train_ppo(cfg) -> dict[str, Any]:
             o,
             {
                 **stats,
-                "rl/reward": float((raw * mask.cpu()).sum(1).mean()),
-                "rl/reward_std": float((raw * mask.cpu()).sum(1).std()),
-                "rl/return": float(shaped.sum(1).mean()),
-                "policy/kl": float(kl.mean()),
+                **rollout_metrics(raw, shaped.cpu(), kl.cpu(), mask.cpu(), ro),
                 "rl/value_mean": float((old_values * mask).sum() / mask.sum().clamp_min(1)),
-                "rl/length": float(mask.sum(1).float().mean()),
-                "rl/finished": float(ro.finished.float().mean()),
                 "rl/lr": o.scheduler.get_last_lr()[0],
             },
         )

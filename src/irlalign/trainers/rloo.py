@@ -24,7 +24,15 @@ from irlalign.losses.policy_gradient import (
     whiten,
 )
 from irlalign.trainers import online
-from irlalign.trainers.online_run import end_step, finish, normalise, optimizer_step, setup
+from irlalign.trainers.online_run import (
+    end_step,
+    finish,
+    normalise,
+    optimizer_step,
+    rollout,
+    rollout_metrics,
+    setup,
+)
 
 
 @dataclass
@@ -53,14 +61,9 @@ def train_rloo(cfg) -> dict[str, Any]:
     """Run RLOO for `training.max_steps` steps; returns what `eval.json` holds."""
     o = setup(cfg)
     m: RLOOConfig = cfg.method_config
-    acc = o.accelerator
     while o.state.step < o.args.max_steps:
-        step = o.state.step
         # ---- sample: k continuations of this step's prompts from the current policy
-        prompts = online.prompt_batch(
-            o.prompts, step, m.prompts_per_step, o.args.seed, acc.process_index, acc.num_processes
-        )
-        ro = online.sample(o.policy, o.tokenizer, m.sampling, prompts, m.k, o.args.seed + step)
+        ro = rollout(o, o.state.step)
         mask = online.action_mask(ro)
         # ---- reward: per-token (dense) or on the last token (terminal), then the KL penalty
         raw = policy_token_rewards(o.reward_model, o.tokenizer, ro, dense=m.reward_mode == "dense")
@@ -80,12 +83,7 @@ def train_rloo(cfg) -> dict[str, Any]:
             o,
             {
                 "loss/total": loss_sum,
-                "rl/reward": float((raw * mask).sum(1).mean()),
-                "rl/reward_std": float((raw * mask).sum(1).std()),
-                "rl/return": float(shaped.sum(1).mean()),
-                "policy/kl": float(kl.mean()),
-                "rl/length": float(mask.sum(1).float().mean()),
-                "rl/finished": float(ro.finished.float().mean()),
+                **rollout_metrics(raw, shaped, kl, mask, ro),
                 "rl/grad_norm": grad_norm,
                 "rl/lr": o.scheduler.get_last_lr()[0],
             },
