@@ -29,11 +29,12 @@ class Context:
     def embedder(self):
         """Loaded once: a fixed embedder keeps scores comparable across rounds and arms."""
         if self._embedder is None:
-            from irlalign.frft.embedders import load_embedder
+            from irlalign.frft.embedders import load_embedder, minilm_folder
             from irlalign.modeling.load import ModelOptions, load_model, load_tokenizer
 
             rm = tok = None
-            if self.m.embedder in ("backbone", "minilm"):  # the vanilla RM's frozen backbone
+            fallback = self.m.embedder == "minilm" and minilm_folder() is None
+            if self.m.embedder == "backbone" or fallback:  # the vanilla RM's frozen backbone
                 rm = load_model(ModelOptions(path=self.vanilla), kind="reward")
                 tok = load_tokenizer(self.vanilla)
             self._embedder = load_embedder(self.m.embedder, rm, tok)
