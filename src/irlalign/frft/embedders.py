@@ -116,7 +116,7 @@ def _st_layout(folder: Path) -> tuple[int, bool]:
             pooling = json.loads((folder / m.get("path", "") / "config.json").read_text())
             others = [k for k, v in pooling.items() if k.startswith("pooling_mode_") and v]
             if others != ["pooling_mode_mean_tokens"]:
-                raise NotImplementedError(
+                raise ValueError(
                     f"{folder}: pooling {others} needs the sentence_transformers package; "
                     "without it only mean pooling is implemented"
                 )
