@@ -166,12 +166,10 @@ class HFSampler:
         return rows
 
     def _logps(self, ids: Tensor, am: Tensor, cm: Tensor) -> Tensor:
-        from irlalign.losses import causal_logps
-        from irlalign.trainers.common import chunk_rows, hidden_and_head
+        from irlalign.trainers.common import response_logps
 
         was_training = self.model.training
         self.model.eval()
-        hidden, head = hidden_and_head(self.model, ids, am)
-        logp, mask = causal_logps(hidden, ids, cm, head, chunk_tokens=chunk_rows(None, self.model))
+        logp, _ = response_logps(self.model, ids, am, cm)
         self.model.train(was_training)
-        return torch.where(mask, logp, torch.zeros_like(logp))
+        return logp

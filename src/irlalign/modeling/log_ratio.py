@@ -55,19 +55,15 @@ class LogRatioReward:
 
     def _logps(self, model, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Action-aligned (B, L − 1) log π(a_t|s_t) and response mask, on ``batch``'s device."""
-        from irlalign.losses import causal_logps
-        from irlalign.trainers.common import chunk_rows, hidden_and_head
+        from irlalign.trainers.common import response_logps
 
         device = next(model.parameters()).device
         ids, am, cm = (
             batch[k].to(device) for k in ("input_ids", "attention_mask", "completion_mask")
         )
-        # Hidden states and the chunked head: never a (B, L, V) logits tensor in memory.
-        hidden, head = hidden_and_head(model, ids, am)
-        chunk = chunk_rows(self.chunk_tokens, model)
-        logp, mask = causal_logps(hidden, ids, cm, head, chunk_tokens=chunk)
+        logp, _ = response_logps(model, ids, am, cm, self.chunk_tokens)
         target = batch["input_ids"].device
-        return logp.to(target), mask.to(target)
+        return logp.to(target), batch["completion_mask"][:, 1:].bool()
 
     def _per_token(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         from irlalign.losses import log_ratio_per_token, log_ratio_rewards

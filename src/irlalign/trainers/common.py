@@ -48,6 +48,18 @@ def hidden_and_head(model: torch.nn.Module, input_ids: Tensor, attention_mask: T
     return hidden, head
 
 
+def response_logps(
+    model: torch.nn.Module, ids: Tensor, am: Tensor, cm: Tensor, chunk_tokens: int | None = None
+) -> tuple[Tensor, Tensor]:
+    """Teacher-forced log π(a_t|s_t) (B, L − 1), zero outside the response, and the final hidden
+    states (B, L, d); the head runs in vocabulary chunks, never a (B, L, V) logits tensor."""
+    from irlalign.losses import causal_logps
+
+    hidden, head = hidden_and_head(model, ids, am)
+    logp, mask = causal_logps(hidden, ids, cm, head, chunk_tokens=chunk_rows(chunk_tokens, model))
+    return torch.where(mask, logp, torch.zeros_like(logp)), hidden
+
+
 def forward_hidden(
     model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor, attentions: bool = False
 ) -> tuple[Tensor, Callable[[Tensor], Tensor], Tensor | None]:

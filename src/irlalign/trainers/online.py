@@ -21,6 +21,7 @@ from torch import Tensor
 
 from irlalign.generation.sampling import HFSampler, Rollouts, SamplingConfig
 from irlalign.modeling.reward import RewardModel
+from irlalign.trainers.common import response_logps
 
 GOLD = "gold"  # reward_model value: the synthetic task's true reward r* (needs eval.synthetic_task)
 STATE_FILE = "loop_state.pt"
@@ -134,23 +135,13 @@ def load_reward(spec: str, task_dir: str | None, tokenizer) -> RewardModel:
     return load_reward_model(spec)
 
 
-def sequence_logps(model, ids: Tensor, am: Tensor, cm: Tensor, chunk_tokens: int | None):
-    """(log π(a_t|s_t) (B, L − 1) zero outside the response, final hidden states (B, L, d))."""
-    from irlalign.losses import causal_logps
-    from irlalign.trainers.common import chunk_rows, hidden_and_head
-
-    hidden, head = hidden_and_head(model, ids, am)
-    logp, mask = causal_logps(hidden, ids, cm, head, chunk_tokens=chunk_rows(chunk_tokens, model))
-    return torch.where(mask, logp, torch.zeros_like(logp)), hidden
-
-
 @torch.no_grad()
 def reference_logps(ref, rollouts: Rollouts, device, chunk_tokens: int | None) -> Tensor:
     ids, am, cm = (
         t.to(device)
         for t in (rollouts.input_ids, rollouts.attention_mask, rollouts.completion_mask)
     )
-    return sequence_logps(ref, ids, am, cm, chunk_tokens)[0]
+    return response_logps(ref, ids, am, cm, chunk_tokens)[0]
 
 
 def sample(policy, tokenizer, sampling: SamplingConfig, prompts: list[str], k: int, seed: int):

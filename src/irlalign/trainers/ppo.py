@@ -27,6 +27,7 @@ from irlalign.losses.policy_gradient import (
 )
 from irlalign.modeling.heads import ScalarHead, attach_head, get_head
 from irlalign.trainers import online
+from irlalign.trainers.common import response_logps
 from irlalign.trainers.online_run import (
     end_step,
     finish,
@@ -77,7 +78,7 @@ def attach_value_head(model: torch.nn.Module) -> None:
 
 def _forward(o, m: PPOConfig, ids, am, cm):
     """(log π (B, L − 1), V(s_t) (B, L − 1)): the value of the state each action is taken in."""
-    logps, hidden = online.sequence_logps(o.policy, ids, am, cm, m.chunk_tokens)
+    logps, hidden = response_logps(o.policy, ids, am, cm, m.chunk_tokens)
     values = get_head(o.policy, VALUE_HEAD)(hidden[:, :-1])
     return logps, values
 

@@ -24,6 +24,7 @@ from irlalign.losses.policy_gradient import (
     whiten,
 )
 from irlalign.trainers import online
+from irlalign.trainers.common import response_logps
 from irlalign.trainers.online_run import (
     end_step,
     finish,
@@ -100,7 +101,7 @@ def _update(o, m: RLOOConfig, ro, adv) -> float:
         ids, am, cm = (
             t[sl].to(o.device) for t in (ro.input_ids, ro.attention_mask, ro.completion_mask)
         )
-        logps, _ = online.sequence_logps(o.policy, ids, am, cm, m.chunk_tokens)
+        logps, _ = response_logps(o.policy, ids, am, cm, m.chunk_tokens)
         loss, _ = rloo_loss(logps, adv[sl].to(o.device), cm[:, 1:])
         loss = loss * (ids.shape[0] / rows)  # the mean over all rows, in pieces
         o.accelerator.backward(loss)
