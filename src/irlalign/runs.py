@@ -65,6 +65,20 @@ class RunFolder:
     def write_config(self, config: dict[str, Any]) -> None:
         (self.path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
+    def write_round_config(self, config: dict[str, Any], rounds_glob: str) -> None:
+        """`write_config` for outer loops that resume from finished rounds: finished rounds of a
+        different configuration would be silently reused, so that is an error."""
+        path = self.path / "config.yaml"
+        done = list(self.path.glob(rounds_glob))
+        if done and path.exists() and yaml.safe_load(path.read_text()) != yaml.safe_load(
+            yaml.safe_dump(config, sort_keys=False)
+        ):
+            raise ValueError(
+                f"{self.path}: holds finished rounds ({done[0].relative_to(self.path)}) of a "
+                "different configuration (config.yaml); use a new output_dir or remove the folder"
+            )
+        self.write_config(config)
+
     def write_env(self, seed: int | None) -> None:
         (self.path / "env.json").write_text(json.dumps(environment(seed), indent=2))
 

@@ -89,3 +89,6 @@ def test_frft_resumes_at_a_round_boundary(smoke_task_dir, tmp_path):
     dump = lambda x: json.dumps(x, sort_keys=True, default=str)  # noqa: E731 (NaN-safe)
     assert dump(second["arms"]["frft"][0]) == dump(first["arms"]["frft"][0])
     assert (out / "frft" / "round_01" / "round.json").exists()
+    raw["method"]["k"] = 6  # finished rounds of another configuration are never reused
+    with pytest.raises(ValueError, match="different configuration"):
+        train(resolve("frft", raw))

@@ -253,6 +253,9 @@ def _job(kind: str, name: str, method_cfg: dict, args: dict):
         folder = f"{name}_{method_cfg['reward_model'].replace('rm:', '')}"
         return online_row(task_dir, out / folder, name, method_cfg, ns)["synthetic"]
     if kind == "frft":
+        import shutil
+
+        shutil.rmtree(out / "frft", ignore_errors=True)  # the demo always runs its round afresh
         return frft_table(task_dir, out, ns)
     return afd_table(task_dir, out, ns)
 

@@ -55,7 +55,7 @@ def open_run(cfg):
 
     seed = int(cfg.training.get("seed", 42))
     run = RunFolder(cfg.run_dir)
-    run.write_config(cfg.to_dict())
+    run.write_round_config(cfg.to_dict(), "round_*/round.json")  # adversarial rounds resume
     run.write_env(seed)
     tokenizer = load_tokenizer(cfg.model.path, cfg.model.trust_remote_code)
     demos = load_demos(cfg.data.train, cfg.data.split, tokenizer, cfg.data.max_rows)

@@ -146,7 +146,7 @@ def train_frft(cfg) -> dict[str, Any]:
     m: FRFTConfig = cfg.method_config
     run_dir, seed = cfg.run_dir, int(cfg.training.get("seed", 42))
     run = RunFolder(run_dir)
-    run.write_config(cfg.to_dict())
+    run.write_round_config(cfg.to_dict(), "*/round_*/round.json")
     run.write_env(seed)
     pool = load_pool(cfg.data.train, cfg.data.split, cfg.data.max_rows)
     # ==== V_rand: fixed random held-out pairs, identical for every arm and round =============
