@@ -1,4 +1,4 @@
-"""Multi-seed FRFT table on the synthetic benchmark (issue 6).
+"""Multi-seed FRFT table on the synthetic benchmark.
 
 Per seed: SFT on the styled demonstrations (π_SFT), then `irlalign train frft` with
 `configs/synthetic/frft.yaml` (the mixed-source preference pool, the three arms: FRFT top-mean
@@ -31,7 +31,7 @@ def preset(name: str, task: str, out: Path, seed: int) -> dict:
 
 
 def run(method: str, raw: dict) -> dict:
-    from irlalign.training import resolve, train
+    from irlalign.methods import resolve, train
 
     return train(resolve(method, raw))
 

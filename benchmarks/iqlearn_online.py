@@ -44,7 +44,7 @@ def preset_config(task: str, out: Path, preset: str, n_demos: int | None, seed: 
 
 def run_one(task: str, out: Path, preset: str, n_demos: int | None, seed: int) -> dict:
     """Train and evaluate one preset (method `iqlearn`); metrics + wall seconds per step."""
-    from irlalign.training import resolve, train
+    from irlalign.methods import resolve, train
 
     metrics = train(resolve("iqlearn", preset_config(task, out, preset, n_demos, seed)))
     logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -56,15 +56,18 @@ def time_one(task: str, out: Path, preset: str, n_demos: int | None, steps: int)
     """Wall and process-CPU seconds per step of `steps` training steps (no loading, no eval).
     CPU time counts this process's threads only, so it is far less sensitive than wall time to
     other jobs on a shared machine."""
+    from irlalign.methods import METHODS, resolve
     from irlalign.modeling.load import load_tokenizer
-    from irlalign.training import build_trainer, load_split, resolve
+    from irlalign.trainers.run import build_trainer, load_split
 
     raw = preset_config(task, out, preset, n_demos, seed=0)
     raw["training"]["max_steps"] = steps
     cfg = resolve("iqlearn", raw)
     tok = load_tokenizer(cfg.model.path)
-    ds, _ = load_split(cfg, tok, cfg.data.train, cfg.data.split, cfg.data.max_rows)
-    trainer, _ = build_trainer(cfg, tok, ds, None)
+    ds, _ = load_split(
+        cfg, METHODS[cfg.method_name], tok, cfg.data.train, cfg.data.split, cfg.data.max_rows
+    )
+    trainer, _ = build_trainer(cfg, METHODS[cfg.method_name], tok, ds, None)
     wall, cpu = time.perf_counter(), time.process_time()
     trainer.train()
     return (time.perf_counter() - wall) / steps, (time.process_time() - cpu) / steps

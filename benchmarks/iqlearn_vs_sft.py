@@ -29,7 +29,7 @@ METRICS = ("normalised_score", "self_bleu", "distinct_2", "entropy", "kl_expert"
 
 
 def run_one(task: str, out: Path, method: str, lam, n_demos: int, seed: int) -> dict:
-    from irlalign.training import resolve, train
+    from irlalign.methods import resolve, train
 
     raw = yaml.safe_load((ROOT / "configs" / "synthetic" / f"{method}.yaml").read_text())
     raw["model"]["path"] = f"{task}/pi_init"

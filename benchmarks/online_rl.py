@@ -1,4 +1,4 @@
-"""Multi-seed tables for the online stack on the synthetic benchmark (issue 5).
+"""Multi-seed tables for the online stack on the synthetic benchmark.
 
 Suites (each trains through the library's own CLI path from the `configs/synthetic` presets):
 
@@ -42,8 +42,8 @@ def preset(name: str, task: str, out: Path, seed: int) -> dict:
 
 
 def train(method: str, raw: dict) -> dict:
-    from irlalign.training import resolve
-    from irlalign.training import train as run
+    from irlalign.methods import resolve
+    from irlalign.methods import train as run
 
     return run(resolve(method, raw))
 

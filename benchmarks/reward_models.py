@@ -1,11 +1,11 @@
-"""Multi-seed tables for AVA (specs/ava.md) on the synthetic benchmark.
+"""Multi-seed tables for AVA (Cai et al. 2024, arXiv 2411.09341) on the synthetic benchmark.
 
 Table 1, reward models on the synthetic preferences, evaluated on the held-out pairs: pairwise
 accuracy against the true ordering, Spearman with the true return, and per-token reward recovery
 against r* (raw, and shaped by the expert's soft value). Variants: Bradley–Terry, Preference
-Transformer, AVA-p with the spec's literal defaults, AVA-p with the stabilised reward weights
-(`rwt_rescale`, the synthetic preset's choice), AVA-p without reward weights, and AVA-d on the
-chosen half.
+Transformer, AVA-p with the literal defaults (reward weights summing to 1), AVA-p with the
+stabilised reward weights (`rwt_rescale`, the synthetic preset's choice), AVA-p without reward
+weights, and AVA-d on the chosen half.
 
 Table 2, direct optimisation on the demonstrations: SFT vs AVA-d on the policy LM, decoded
 normally (normalised score, self-BLEU, distinct-2).
@@ -29,14 +29,14 @@ ROOT = Path(__file__).resolve().parents[1]
 RM_VARIANTS = (
     ("Bradley–Terry", "reward", {}),
     ("Preference Transformer", "preference_transformer", {}),
-    ("AVA-p (spec defaults)", "ava", {"rwt_rescale": False}),
+    ("AVA-p (literal defaults)", "ava", {"rwt_rescale": False}),
     ("AVA-p rwt_rescale", "ava", {"rwt_rescale": True}),
     ("AVA-p w/o rwt", "ava", {"rwt": "none"}),
     ("AVA-d (chosen half)", "ava", {"chosen_only": True, "rwt_rescale": True}),
 )
 POLICY_VARIANTS = (
     ("SFT", "sft", {}),
-    ("AVA-d direct (spec defaults)", "ava_d", {"rwt_rescale": False}),
+    ("AVA-d direct (literal defaults)", "ava_d", {"rwt_rescale": False}),
     ("AVA-d direct rwt_rescale", "ava_d", {"rwt_rescale": True}),
     # Diagnostic, not a paper variant: the likelihood term alone (no TD/KL pressure on the LM).
     ("AVA-d direct λ=0 w/o rwt", "ava_d", {"lam": 0.0, "rwt": "none"}),
@@ -46,7 +46,7 @@ POLICY_METRICS = ("normalised_score", "self_bleu", "distinct_2", "kl_expert")
 
 
 def run_one(task: str, out: Path, preset: str, method_cfg: dict, seed: int) -> dict:
-    from irlalign.training import resolve, train
+    from irlalign.methods import resolve, train
 
     raw = yaml.safe_load((ROOT / "configs" / "synthetic" / f"{preset}.yaml").read_text())
     raw["model"]["path"] = f"{task}/pi_init"

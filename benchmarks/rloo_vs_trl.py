@@ -7,7 +7,7 @@ prompts and the same generation length:
    `model.generate` + one teacher-forced pass for the log-probs), and, for reference, of the bare
    `model.generate` call it makes (same prompts, k, length; no log-prob pass, no post-processing).
 2. `irlalign`: seconds per iteration of `train_rloo`, run through
-   `irlalign.training.resolve("rloo", raw)` + `train(cfg)`.
+   `irlalign.methods.resolve("rloo", raw)` + `train(cfg)`.
 3. `trl`: seconds per optimizer step of `trl.RLOOTrainer` on the same checkpoint.
 
 Each measurement runs in a fresh subprocess (so peak RSS is per variant), with the same torch
@@ -60,8 +60,9 @@ Remaining differences in what one step does:
   update); TRL = time between `on_step_end` callbacks (everything the Trainer does per step,
   dataloader included). The first `--warmup` steps are excluded. Setup (model loading, TRL's
   dataset preparation) and teardown (our final checkpoint) are excluded. Our loop's end-of-run
-  synthetic evaluation is switched off in the child process (`online.evaluate_policy` replaced by
-  a no-op) so that it neither costs time nor raises the peak RSS; TRL has no evaluation here.
+  synthetic evaluation is switched off in the child process
+  (`irlalign.loops.step.evaluate_policy` replaced by a no-op) so that it neither costs time
+  nor raises the peak RSS; TRL has no evaluation here.
 - Peak RSS is the child process's `ru_maxrss` (its imports included: TRL's process imports trl
   and its dependencies); "Δ RSS" is its growth over the peak measured just before the models
   are loaded (ours: before `train(cfg)`; TRL: before `RLOOTrainer(...)`).
@@ -100,7 +101,7 @@ def ensure_task(task: Path) -> None:
 
 def prompt_pool(task: Path, tokenizer) -> list[str]:
     """The unique prompts of `<task>/demos` (train split), as our online loops load them."""
-    from irlalign.trainers.online import load_prompts
+    from irlalign.loops.setup import load_prompts
 
     return load_prompts(str(task / "demos"), "train", tokenizer)
 
@@ -166,11 +167,11 @@ def run_sampler(a) -> dict:
 
 
 def run_irlalign(a) -> dict:
-    from irlalign.trainers import online
-    from irlalign.training import resolve, train
+    from irlalign.loops import step
+    from irlalign.methods import resolve, train
 
     # "No eval": the loop's end-of-run synthetic evaluation is not part of a step; skip it.
-    online.evaluate_policy = lambda *args, **kwargs: {}
+    step.evaluate_policy = lambda *args, **kwargs: {}
     out = Path(tempfile.mkdtemp(prefix="bench_rloo_ours_"))
     raw = {
         "model": {"path": str(a.task / "pi_init")},

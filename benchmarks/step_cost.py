@@ -102,7 +102,7 @@ def make_step(variant: str, model, batch):
     """A closure computing the variant's loss on `batch` (forward only; caller does backward)."""
     from transformers import TrainingArguments
 
-    from irlalign.trainers.common import with_labels
+    from irlalign.data.collate import with_labels
     from irlalign.trainers.iqlearn import IQLearnConfig, IQLearnTrainer
     from irlalign.trainers.sft import SFTTrainer
 

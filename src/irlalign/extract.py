@@ -1,4 +1,4 @@
-"""Rewards extracted from a trained causal LM (IQLearn §4 of specs/iqlearn.md).
+"""Rewards extracted from a trained causal LM by IQLearn's inverse soft Bellman operator.
 
 r_t = Q(s_t, a_t) − γ V(s_{t+1}) = V(s_t) + log π(a_t|s_t) − γ V(s_{t+1}), V = logsumexp(logits),
 V(terminal) = 0; any causal LM has these numbers, an IQLearn-trained one makes them meaningful.
@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from irlalign.data.collate import collator_for
 from irlalign.losses import iq_terms, sequence_rewards
-from irlalign.modeling.heads import get_head
-from irlalign.trainers.common import chunk_rows, collator_for, hidden_and_head
-from irlalign.trainers.iqlearn import VALUE_HEAD
+from irlalign.modeling.forward import chunk_rows, hidden_and_head
+from irlalign.modeling.heads import VALUE_HEAD, get_head
 
 
 @dataclass

@@ -70,8 +70,11 @@ class RunFolder:
         different configuration would be silently reused, so that is an error."""
         path = self.path / "config.yaml"
         done = list(self.path.glob(rounds_glob))
-        if done and path.exists() and yaml.safe_load(path.read_text()) != yaml.safe_load(
-            yaml.safe_dump(config, sort_keys=False)
+        if (
+            done
+            and path.exists()
+            and yaml.safe_load(path.read_text())
+            != yaml.safe_load(yaml.safe_dump(config, sort_keys=False))
         ):
             raise ValueError(
                 f"{self.path}: holds finished rounds ({done[0].relative_to(self.path)}) of a "
@@ -88,3 +91,10 @@ class RunFolder:
 
     def write_eval(self, results: dict[str, Any]) -> None:
         (self.path / "eval.json").write_text(json.dumps(results, indent=2))
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """One JSON object per line (samples, scored pools, data a phase trains on)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

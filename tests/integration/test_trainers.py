@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from conftest import raw_config
 from irlalign.cli.main import main
-from irlalign.training import resolve, train
+from irlalign.methods import resolve, train
 
 LOSS_KEY = {
     "sft": "loss/mle",
@@ -36,48 +39,54 @@ def test_trainer_runs_and_writes_the_run_folder(method, smoke_task_dir, tmp_path
     assert len(steps) == 3 and all(math.isfinite(r["loss"]) for r in steps)
     assert all(LOSS_KEY[method] in r for r in steps)
     assert logs[0]["data/kept"] > 0
+    # Every weight the method trains has moved (the reward model's new score head has no
+    # starting value to compare with; its backbone is compared like the LMs').
     kind = AutoModelForSequenceClassification if method == "reward" else AutoModelForCausalLM
-    before = _params(kind.from_pretrained(smoke_task_dir / "pi_init"))
+    before = _params(AutoModelForCausalLM.from_pretrained(smoke_task_dir / "pi_init"))
     after = _params(kind.from_pretrained(results["final_checkpoint"]))
-    changed = [n for n in after if n in before and not torch.equal(before[n], after[n])]
-    assert changed, "no parameter changed"
+    shared = [n for n in after if n in before]
+    assert len(shared) >= len(after) - 1
+    unchanged = [n for n in shared if torch.equal(before[n], after[n])]
+    assert not unchanged, f"{method} left these weights untouched: {unchanged}"
 
 
-def test_save_and_reload_give_identical_logits(smoke_task_dir, tmp_path):
-    out = tmp_path / "iq"
-    results = train(resolve("iqlearn", raw_config(smoke_task_dir, out, "iqlearn")))
-    model = AutoModelForCausalLM.from_pretrained(results["final_checkpoint"]).eval()
-    model.save_pretrained(tmp_path / "again")
-    again = AutoModelForCausalLM.from_pretrained(tmp_path / "again").eval()
-    x = torch.tensor([[1, 4, 20, 21, 3, 22, 2]])
-    with torch.no_grad():
-        assert torch.equal(model(x).logits, again(x).logits)
+def _weights(folder) -> dict:
+    tensors = load_file(str(folder / "model.safetensors"))
+    heads = folder / "irl_heads.safetensors"
+    return {**tensors, **(load_file(str(heads)) if heads.exists() else {})}
+
+
+def test_a_resumed_trainer_run_ends_where_an_uninterrupted_one_does(smoke_task_dir, tmp_path):
+    """IQLearn with its value head (a checkpoint with extra heads), stopped after its step-2
+    checkpoint and resumed: the final weights, heads included, equal an uninterrupted run's."""
+
+    def raw(out, **training):
+        cfg = raw_config(smoke_task_dir, out, "iqlearn", max_steps=4, save_steps=2, **training)
+        return {**cfg, "method": {"value_head": True}}
+
+    full = Path(train(resolve("iqlearn", raw(tmp_path / "full")))["final_checkpoint"])
+    died = tmp_path / "died" / "checkpoints"
+    shutil.copytree(full.parent / "checkpoint-2", died / "checkpoint-2")
+    resumed = train(resolve("iqlearn", raw(tmp_path / "died", resume_from_checkpoint=True)))
+    a, b = _weights(full), _weights(Path(resumed["final_checkpoint"]))
+    assert set(a) == set(b) and any("irl_heads" in k or "value" in k for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_dpo_reference_stays_frozen(smoke_task_dir, tmp_path):
-    from irlalign.training import build_trainer, load_split
+    from irlalign.methods import METHODS
+    from irlalign.trainers.run import build_trainer, load_split
 
     cfg = resolve("dpo", raw_config(smoke_task_dir, tmp_path / "dpo", "dpo"))
     from irlalign.modeling.load import load_tokenizer
 
     tok = load_tokenizer(cfg.model.path)
-    ds, _ = load_split(cfg, tok, cfg.data.train, "train", None)
-    trainer, _ = build_trainer(cfg, tok, ds, None)
+    ds, _ = load_split(cfg, METHODS[cfg.method_name], tok, cfg.data.train, "train", None)
+    trainer, _ = build_trainer(cfg, METHODS[cfg.method_name], tok, ds, None)
     ref_before = _params(trainer.ref_model)
     trainer.train()
     assert all(torch.equal(ref_before[n], p) for n, p in trainer.ref_model.named_parameters())
     assert not all(torch.equal(ref_before[n], p) for n, p in trainer.model.named_parameters())
-
-
-def test_resume_from_checkpoint_continues(smoke_task_dir, tmp_path):
-    out = tmp_path / "resume"
-    train(resolve("sft", raw_config(smoke_task_dir, out, "sft", max_steps=2)))
-    assert (out / "checkpoints" / "checkpoint-2").exists()
-    cfg = raw_config(smoke_task_dir, out, "sft", max_steps=4, resume_from_checkpoint=True)
-    train(resolve("sft", cfg))
-    logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    steps = [r["step"] for r in logs if "loss" in r]
-    assert steps == [1, 2, 3, 4]  # resumed at step 2, nothing repeated or lost
 
 
 def test_cli_train_with_overrides_and_errors(smoke_task_dir, tmp_path, capsys):

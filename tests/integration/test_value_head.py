@@ -1,4 +1,4 @@
-"""IQLearn's value-head ablation (specs/iqlearn.md §2.5) end to end: the head trains, sits
+"""IQLearn's value-head ablation end to end: the head trains, sits
 beside an ordinary checkpoint folder, survives a resume and is used by reward extraction."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from transformers import AutoModelForCausalLM
 
 from conftest import raw_config
 from irlalign.extract import extract_to_jsonl, extract_token_rewards
+from irlalign.methods import resolve, train
 from irlalign.modeling.heads import HEADS_CONFIG, get_head, load_heads
-from irlalign.training import resolve, train
 
 
 def _value_cfg(task, out, **training):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from irlalign.cli.quickstart import method_config
-from irlalign.training import resolve, train
+from irlalign.demo.plan import preset_config
+from irlalign.methods import resolve, train
 
 pytestmark = pytest.mark.learning
 
@@ -24,8 +24,14 @@ pytestmark = pytest.mark.learning
     ],
 )
 def test_learns_from_demonstrations(method, cfg, floor, default_task_dir, tmp_path):
-    raw = method_config(default_task_dir, tmp_path / method, method, cfg, seed=0)
-    raw["training"]["save_steps"] = 10**6
-    result = train(resolve(method, raw))["synthetic"]
+    method_name, raw = preset_config(
+        method,
+        task_dir=default_task_dir,
+        runs_root=tmp_path,
+        output_dir=tmp_path / method,
+        seed=0,
+        overrides={"method": cfg, "training": {"save_steps": 10**6}},
+    )
+    result = train(resolve(method_name, raw))["synthetic"]
     assert result["normalised_score"] > floor
     assert result["invalid_mass"] < 0.01  # the model stays inside the task's vocabulary

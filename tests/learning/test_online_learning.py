@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from irlalign.training import resolve, train
+from irlalign.methods import resolve, train
 
 pytestmark = pytest.mark.learning
 ROOT = Path(__file__).resolve().parents[2]

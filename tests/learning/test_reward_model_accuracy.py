@@ -5,16 +5,16 @@ from π_init) and is scored on the 500 held-out pairs. Measured pairwise accurac
 (benchmarks/reward_models.py, 3 seeds, in benchmarks/README.md): Bradley–Terry 0.674,
 Preference Transformer 0.706, AVA-p with `rwt_rescale` 0.662. The floors sit below with margin
 (one seed; the pairs' standard error is ≈ 0.02). Whether AVA-p beats Bradley–Terry is reported in
-the benchmark, not asserted; AVA-p with the spec's literal reward weights (≈ 0.50 here) and AVA-d
-direct optimisation (normalised score ≈ 0) do not learn on this task and have no floor.
+the benchmark, not asserted; AVA-p with the literal Σ w = 1 reward weights (≈ 0.50 here) and
+AVA-d direct optimisation (normalised score ≈ 0) do not learn on this task and have no floor.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from irlalign.cli.quickstart import PRESET_METHOD, method_config
-from irlalign.training import resolve, train
+from irlalign.demo.plan import preset_config
+from irlalign.methods import resolve, train
 
 pytestmark = pytest.mark.learning
 
@@ -28,8 +28,14 @@ pytestmark = pytest.mark.learning
     ],
 )
 def test_reward_model_ranks_held_out_pairs(preset, cfg, floor, default_task_dir, tmp_path):
-    raw = method_config(default_task_dir, tmp_path / preset, preset, cfg, seed=0)
-    raw["training"]["save_steps"] = 10**6
-    result = train(resolve(PRESET_METHOD.get(preset, preset), raw))["synthetic_rm"]
+    method_name, raw = preset_config(
+        preset,
+        task_dir=default_task_dir,
+        runs_root=tmp_path,
+        output_dir=tmp_path / preset,
+        seed=0,
+        overrides={"method": cfg, "training": {"save_steps": 10**6}},
+    )
+    result = train(resolve(method_name, raw))["synthetic_rm"]
     assert result["pairwise_accuracy"] > floor
     assert result["spearman"] > 0.2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def test_exponent_floats_in_configs_are_numbers():
-    from irlalign.training import coerce_numbers
+    from irlalign.config import coerce_numbers
 
     raw = {"training": {"learning_rate": "1e-4", "output_dir": "runs/1e5x", "x": ["2E3"]}}
     assert coerce_numbers(raw) == {

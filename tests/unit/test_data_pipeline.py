@@ -7,11 +7,11 @@ import json
 import pytest
 from datasets import Dataset, DatasetDict
 
+from irlalign.data.collate import collator_for
 from irlalign.data.formats import DataValidationError, check_dataset
 from irlalign.data.loading import load_rows
 from irlalign.data.tokenize import Truncation, tokenize_dataset
 from irlalign.synthetic.model import build_tokenizer
-from irlalign.trainers.common import collator_for
 
 ROWS = [
     {"prompt": "<bos> food big cat <sep>", "completion": "dog tiny <eos>"},

@@ -1,4 +1,4 @@
-"""FRFT subset selection (spec §4.4): every rule against indices worked out by hand.
+"""FRFT subset selection: every rule against indices worked out by hand.
 
 The similarity values are dyadic fractions (exact in binary), so the hand-computed sums and
 means tie exactly where the comments say they do.

@@ -1,5 +1,5 @@
-"""irlalign.losses.ava: the AVA invariants of specs/ava.md P18, the per-token terms written out
-position by position, and AVA-d equal to AVRIL's objective on a tabular problem (spec §3.1)."""
+"""irlalign.losses.ava: the invariants of the AVA terms, the per-token terms written out
+position by position, and AVA-d equal to AVRIL's objective on a tabular problem."""
 
 from __future__ import annotations
 
@@ -372,7 +372,7 @@ def test_token_rewards_and_last_token_score():
         token_rewards(mu, cm, shift=2)
 
 
-# ---- AVRIL equivalence (spec §3.1, official code form) ----
+# ---- AVRIL equivalence (official code form) ----
 
 
 def avril_reference_loss(q_table, encoder, trajectories):

@@ -242,8 +242,8 @@ def test_sft_entropy_loss():
     assert set(m) == {"loss/total", "loss/mle", "policy/entropy"}
 
 
-def test_temperature_tau_matches_the_spec_formula():
-    """τ ≠ 1 (spec §2.5): V = τ·LSE(Q/τ), log π = log_softmax(Q/τ), r = Q(s,a) − γ·V(s')."""
+def test_temperature_tau_matches_the_soft_value_formula():
+    """τ ≠ 1 (an ablation): V = τ·LSE(Q/τ), log π = log_softmax(Q/τ), r = Q(s,a) − γ·V(s')."""
     from irlalign.losses import iq_terms
 
     torch.manual_seed(0)
@@ -267,7 +267,7 @@ def test_temperature_tau_matches_the_spec_formula():
     assert torch.equal(same.r_hat, plain.r_hat)
 
 
-# ------------------------------------------------------------ online IQLearn (spec §2.7, §3.4)
+# ------------------------------------------------------------ online IQLearn (the reconstruction)
 
 
 def online_losses(expert, policy, *, lam, mix_in, gamma, value_diff=True, num_items=None):
@@ -372,7 +372,7 @@ def test_online_value_difference_by_hand():
 
 
 def l_online_by_transitions(logits_e, ids_e, cm_e, logits_p, ids_p, cm_p, *, lam, a, gamma):
-    """Spec §2.7's L_online written transition by transition (bootstrap on truncated rows)."""
+    """The reconstructed L_online written transition by transition (bootstrap on truncated rows)."""
 
     def transitions(logits, ids, cm):
         out = []

@@ -228,7 +228,7 @@ def test_sft_loss_matches_hf_llama_builtin_loss():
 
 
 def test_value_head_ablation_by_hand():
-    """Spec §2.5 ablation: TD_t = v_φ(s_t) + log π(a_t|s_t) − γ·v_φ(s_{t+1}), v_φ(terminal) = 0,
+    """Value-head ablation: TD_t = v_φ(s_t) + log π(a_t|s_t) − γ·v_φ(s_{t+1}), v_φ(terminal) = 0,
     log π still the log-softmax of the logits; written out position by position."""
     ids, cm, hidden, head = make_batch()
     w = torch.randn(D, dtype=torch.float64, generator=torch.Generator().manual_seed(1))

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from irlalign.methods import METHODS, resolve
+
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "irlalign"
 
@@ -95,45 +97,61 @@ def test_ruff_is_clean():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_quickstart_rows_match_the_presets():
-    from irlalign.cli.quickstart import RM_ROWS, TRAINED_ROWS, method_config
+def test_every_training_preset_resolves_into_its_config_objects(tmp_path):
+    """Each preset under configs/synthetic/ (but the task builders) resolves for its method:
+    every key is known and every value passes the dataclasses' checks."""
+    from irlalign.config import RunConfig
+    from irlalign.demo.plan import preset_config
 
-    for _, method, method_cfg in TRAINED_ROWS + RM_ROWS:
-        preset = yaml.safe_load((ROOT / "configs" / "synthetic" / f"{method}.yaml").read_text())
-        mine = method_config(Path("runs/task"), Path("x"), method, method_cfg, 0)
-        assert Path(preset["data"]["train"]).name == Path(mine["data"]["train"]).name
-        for key in ("max_steps", "per_device_train_batch_size", "learning_rate", "warmup_steps"):
-            assert preset["training"][key] == mine["training"][key], (method, key)
-        for key, value in mine["method"].items():
-            assert preset["method"][key] == value, (method, key)
-        assert preset["data"]["max_length"] == mine["data"]["max_length"]
-
-
-def test_cli_method_names_match_the_method_table():
-    from irlalign.cli.train import METHOD_NAMES
-    from irlalign.training import METHODS
-
-    assert tuple(sorted(METHODS)) == METHOD_NAMES
-
-
-def test_quickstart_online_rows_follow_the_rloo_and_afd_presets():
-    from irlalign.cli.quickstart import AFD_METHOD, ONLINE_ROWS, ONLINE_TRAINING
-
-    rloo = yaml.safe_load((ROOT / "configs" / "synthetic" / "rloo.yaml").read_text())
-    for key in ("learning_rate", "warmup_steps", "max_grad_norm"):
-        assert rloo["training"][key] == ONLINE_TRAINING[key], key
-    gold = [cfg for _, _, cfg in ONLINE_ROWS if cfg["reward_model"] == "gold"]
-    assert gold and gold[0]["kl_coef"] == rloo["method"]["kl_coef"]
-    afd = yaml.safe_load((ROOT / "configs" / "synthetic" / "afd.yaml").read_text())
-    assert AFD_METHOD["sampling"] == afd["method"]["sampling"]
-    assert AFD_METHOD["turn_markers"] == afd["method"]["turn_markers"]
+    task_builders = {"benchmark", "smoke"}
+    names = sorted(p.stem for p in (ROOT / "configs" / "synthetic").glob("*.yaml"))
+    assert len(names) - len(task_builders) >= 11
+    for name in names:
+        if name in task_builders:
+            continue
+        method_name, raw = preset_config(
+            name, task_dir=tmp_path / "task", runs_root=tmp_path, output_dir=tmp_path, seed=0
+        )
+        cfg = resolve(method_name, raw)
+        assert isinstance(cfg, RunConfig) and cfg.method_name == method_name, name
+        assert type(cfg.method_config).__name__.lower().startswith(method_name[:3]), name
 
 
-def test_quickstart_jobs_name_existing_prerequisites():
-    from irlalign.cli.quickstart import job_table
+def test_quickstart_rows_resolve_and_name_existing_prerequisites(tmp_path):
+    from irlalign.demo.plan import ROWS, job_order, row_config
 
-    jobs = job_table()
-    labels = [label for label, _, _ in jobs]
-    assert len(set(labels)) == len(labels)
-    for label, _, needs in jobs:
-        assert all(n in labels and labels.index(n) < labels.index(label) for n in needs), label
+    order = [row.folder for row in job_order()]
+    assert sorted(order) == sorted(row.folder for row in ROWS) and len(set(order)) == len(order)
+    for row in job_order():
+        assert all(n in order and order.index(n) < order.index(row.folder) for n in row.needs)
+        method_name, raw = row_config(row, tmp_path, seed=3, samples=2)
+        cfg = resolve(method_name, raw)
+        assert cfg.run_dir == tmp_path / row.folder
+        assert cfg.seed == 3 and cfg.eval.seed == 3 and cfg.eval.samples == 2
+        assert cfg.data.train.startswith(str(tmp_path / "task"))
+
+
+def test_cli_lists_every_method_of_the_table():
+    from irlalign.cli.main import build_parser
+
+    help_text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    assert all(name in help_text for name in METHODS)
+
+
+def test_configuration_reference_is_generated_from_the_code():
+    """docs/configuration.md is what tools/config_reference.py writes today, so it names every
+    field of every config dataclass with its current default."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import config_reference
+    finally:
+        sys.path.pop(0)
+    text = config_reference.render()
+    assert (ROOT / "docs" / "configuration.md").read_text() == text, (
+        "docs/configuration.md is stale: run python tools/config_reference.py"
+    )
+    from irlalign.config import field_docs
+
+    for spec in METHODS.values():
+        for doc in field_docs(spec.config_class()):
+            assert f"| `{doc.name}` |" in text, (spec.config, doc.name)

@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     ),
     "synthetic": ("build and evaluate on the synthetic benchmark", synthetic.add_arguments),
     "rewards": ("write per-token rewards r_t = Q - γV' of a model on data", rewards.add_arguments),
-    "train": ("train a model with one method (sft, iqlearn, reward, dpo)", train.add_arguments),
+    "train": ("train a model with one method (see `irlalign train --help`)", train.add_arguments),
 }
 
 

@@ -5,25 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-# The table lives in irlalign.training.METHODS; listed here too so that `--help` needs no torch
-# import (a test keeps the two equal).
-METHOD_NAMES = (
-    "adversarial",
-    "afd",
-    "ava",
-    "dpo",
-    "frft",
-    "iqlearn",
-    "ppo",
-    "preference_transformer",
-    "reward",
-    "rloo",
-    "sft",
-)
+from irlalign.methods import METHODS  # the table imports no torch: `--help` stays fast
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("method", choices=METHOD_NAMES, help="training method")
+    names = sorted(METHODS)
+    parser.add_argument("method_name", choices=names, metavar="method", help=", ".join(names))
     parser.add_argument("--config", required=True, help="YAML preset (see configs/)")
     parser.epilog = (
         "Any further --section.key value pairs override the preset, e.g. --method.lam 0.3"
@@ -34,14 +21,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from irlalign.training import apply_overrides, resolve, train
+    from irlalign.config import apply_overrides
+    from irlalign.methods import resolve, train
 
     with open(args.config) as f:
         raw = yaml.safe_load(f) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{args.config}: expected a mapping of config sections")
     try:
-        cfg = resolve(args.method, apply_overrides(raw, args.overrides))
+        cfg = resolve(args.method_name, apply_overrides(raw, args.overrides))
     except (TypeError, ValueError) as err:
         raise ValueError(f"{args.config}: {err}") from err
     results = train(cfg)

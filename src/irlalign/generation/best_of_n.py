@@ -30,8 +30,8 @@ def kl_bound(n: int) -> float:
 
 
 def log2_n(n: int) -> float:
-    """log₂ N: the x axis the AfD paper labels "KL (Nat)" (specs/afd.md §6.5); report it beside
-    raw N and :func:`kl_bound`, never instead of them."""
+    """log₂ N: the x axis the AfD paper labels "KL (Nat)", whose points match log₂ N rather than
+    the KL bound; report it beside raw N and :func:`kl_bound`, never instead of them."""
     if n < 1:
         raise ValueError("N must be >= 1")
     return math.log2(n)

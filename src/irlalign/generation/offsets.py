@@ -1,5 +1,5 @@
-"""Per-token rewards from one tokenizer onto another's tokens through character offsets
-(specs/ava.md §5.2, P15): a reward model with its own tokenizer scores a policy's response."""
+"""Per-token rewards from one tokenizer onto another's tokens through character offsets, for
+when a reward model with its own tokenizer scores a policy's response."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 
 Dense mode asks the reward model for per-token rewards over its own tokens and moves them onto
 the policy's tokens: position by position when both tokenised the response identically,
-otherwise through character offsets (specs/ava.md §5.2), and as a last resort (a reward model
+otherwise through character offsets, and as a last resort (a reward model
 without a tokenizer) as one sum on the final token, which gives the same return at γ = 1.
 Terminal mode puts the sequence score on the final response token.
 """

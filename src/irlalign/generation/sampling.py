@@ -36,6 +36,13 @@ class SamplingConfig:
             raise ValueError("top_k >= 0, max_new_tokens >= 1 and batch_size >= 1 are required")
         self.stop_strings = tuple(self.stop_strings)
 
+    @classmethod
+    def coerce(cls, value: SamplingConfig | dict | None) -> SamplingConfig:
+        """YAML gives a mapping (or nothing); code may pass the dataclass itself."""
+        if isinstance(value, SamplingConfig):
+            return value
+        return cls(**(value or {}))
+
 
 @dataclass
 class Rollouts:
@@ -166,7 +173,7 @@ class HFSampler:
         return rows
 
     def _logps(self, ids: Tensor, am: Tensor, cm: Tensor) -> Tensor:
-        from irlalign.trainers.common import response_logps
+        from irlalign.modeling.forward import response_logps
 
         was_training = self.model.training
         self.model.eval()

@@ -1,11 +1,12 @@
 """AfD (Alignment from Demonstrations): the discriminator loss and the rewards read from it.
 
-Sun & van der Schaar, *Inverse-RLignment* (arXiv 2405.15624), §3.3 of irlalign's ``specs/afd.md``:
-an IRL reward model is a binary classifier D = σ(ℓ) of π_SFT samples (label 1) against π_init
-samples (label 0), trained with binary cross-entropy, and its reward is the logit ℓ. The same
-section's zero-training baseline is the log-ratio reward log π_SFT(y|x) − log π_init(y|x), summed
-or length-normalised. The adversarial extension (spec §2.2 table, §4.2) reads two rewards from
-one discriminator: AIRL's log D − log(1 − D) = ℓ and GAIL's −log(1 − D) = softplus(ℓ).
+Sun & van der Schaar, *Inverse-RLignment* (arXiv 2405.15624): an IRL reward model is a binary
+classifier D = σ(ℓ) of π_SFT samples (label 1) against π_init samples (label 0), trained with
+binary cross-entropy, and its reward is the logit ℓ. The zero-training baseline is the log-ratio
+reward log π_SFT(y|x) − log π_init(y|x), the optimal discriminator's logit for balanced classes,
+summed or length-normalised. The adversarial extension (an iterative loop the paper motivates but
+does not run) reads two rewards from one discriminator: AIRL's log D − log(1 − D) = ℓ and GAIL's
+−log(1 − D) = softplus(ℓ).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def log_ratio_per_token(sft_logps: Tensor, init_logps: Tensor, completion_mask: 
 def log_ratio_rewards(
     sft_logps: Tensor, init_logps: Tensor, completion_mask: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """AfD's zero-training reward (spec §3.3) per sequence, in both forms:
+    """AfD's zero-training reward per sequence, in both forms:
     summed R = Σ_t m_t·(log π_SFT − log π_init) and length-normalised R / Σ_t m_t.
 
     Inputs (B, T), action-aligned per-token log-probs with ``completion_mask`` = 1 on response

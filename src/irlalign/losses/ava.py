@@ -2,7 +2,7 @@
 
 Cai, Yuan, Shi & Lin 2024, *Approximated Variational Bayesian Inverse Reinforcement Learning for
 Large Language Model Alignment* (arXiv 2411.09341), built on AVRIL (Chan & van der Schaar 2021,
-arXiv 2102.06483), as specified in irlalign's ``specs/ava.md`` §2–4:
+arXiv 2102.06483):
 
 * pretrained Q (Eq. 12): Q(s, ·) = log_softmax(α·softmax(logits(s))); or a fresh Q head (Eq. 8);
 * reward posterior (Eqs. 9–10): q_φ(R | ·) = 𝒩(μ, σ), prior 𝒩(0, 1), KL d_t (Eq. 6);
@@ -16,7 +16,8 @@ arXiv 2102.06483), as specified in irlalign's ``specs/ava.md`` §2–4:
 Layout (decoder-only, right padding) as in :mod:`irlalign.losses.ops`: position j of the hidden
 states holds the state y_{1:j+1} (paper step t = j + 1) and predicts token j + 1, so action-aligned
 tensors are (B, L − 1) and transition-aligned ones (δ, log q, KL) are (B, L − 2). Every softmax over
-the vocabulary is chunked and recomputed (spec P10); masked means use ``torch.where`` (spec §4.1).
+the vocabulary is chunked and recomputed, so no (B, L, V) tensor is ever stored; masked means use
+``torch.where``, because multiplying by a 0/1 mask turns an infinite value on a pad into NaN.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from irlalign.losses.ops import Head
 from irlalign.losses.sft import Metrics, masked_sum
 
 LOG_2PI = math.log(2.0 * math.pi)
-SIGMA_MIN = 1e-6  # floor for w·σ: w = 0 on pads would give σ = 0 and log σ = −inf (spec P10)
+SIGMA_MIN = 1e-6  # floor for w·σ: w = 0 on pads would give σ = 0 and log σ = −inf
 
 
 def _wide(x: Tensor) -> Tensor:
@@ -54,7 +55,7 @@ def ptq_q(logits: Tensor, *, alpha: float) -> Tensor:
     """Eq. 12, unchunked reference: Q = log_softmax(α·softmax(logits)), (..., V) -> (..., V).
 
     Computed in fp32 (fp64 inputs stay fp64); logsumexp_v Q = 0 and every Q lies in
-    [−log(|V| − 1 + e^α), α − log|V|] (spec §2.4).
+    [−log(|V| − 1 + e^α), α − log|V|].
     """
     return torch.log_softmax(alpha * _wide(logits).softmax(-1), dim=-1)
 
@@ -95,8 +96,9 @@ def q_taken(
 
     Q = ptq_q(head(h), α) (Eq. 12) if ``ptq`` else head(h) (fresh Q head, Eq. 8); ``weights``
     (B, L) scales Q row-wise (Eq. 11, literal). ``lse`` (B, L − 1) = logsumexp_v β·w_j·Q(h_j, v)
-    when ``need_lse`` (exact Boltzmann normaliser, spec P9), else None. The B·(L − 1) rows are
-    processed ``chunk_tokens`` at a time, recomputed in backward, so no (B, L, V) tensor exists.
+    when ``need_lse`` (the exact Boltzmann normaliser: β·Q alone is exact only for β = 1 under
+    Eq. 12), else None. The B·(L − 1) rows are processed ``chunk_tokens`` at a time, recomputed in
+    backward, so no (B, L, V) tensor exists.
     """
     if chunk_tokens < 1:
         raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
@@ -139,7 +141,7 @@ def kl_to_std_normal(mu: Tensor, sigma: Tensor) -> Tensor:
 
 @dataclass
 class AVATerms:
-    """Per-token AVA quantities of one batch (spec §4.2); index j is paper step t = j + 1.
+    """Per-token AVA quantities of one batch; index j is paper step t = j + 1.
 
     ``ll`` β·q_sa or β·q_sa − lse, (B, L − 1) [(B, L − 2) under the paper range], ``ll_mask`` its
     bool mask; ``logq`` log q_φ(δ_j), ``kl`` d_j, ``td_mask`` interior transitions (both actions
@@ -177,10 +179,10 @@ def ava_token_terms(
     raw reward-head outputs μ, σ (B, L); ``completion_mask`` (B, L) 1 on response tokens.
 
     Rwt: (μ, σ) <- (w·μ, max(w·σ, 1e-6)) (Eq. 11). ll_j = β·q_sa_j (Eq. 13), or β·q_sa_j − lse_j
-    with ``lse`` (exact Boltzmann, P9). δ_j (Eq. 7) is scored under (μ, σ) at position j + shift:
-    ``shift=1`` reads the reward of y_{1:t+1} at h_{t+1}, ``shift=0`` at h_t (literal Eq. 9, P3).
-    Likelihood on every response action, or on interior transitions only with ``paper_ll_range``
-    (t = 1..|y| − 2, P4).
+    with ``lse`` (exact Boltzmann). δ_j (Eq. 7) is scored under (μ, σ) at position j + shift:
+    ``shift=1`` reads the reward of y_{1:t+1} at h_{t+1}, after the token is seen; ``shift=0``
+    at h_t, the literal Eq. 9 reading. Likelihood on every response action, or on interior
+    transitions only with ``paper_ll_range`` (the paper's literal t = 1..|y| − 2).
     """
     _check_shift(shift)
     if weights is not None:
@@ -236,7 +238,10 @@ def ava_p_loss(
     use_neg: bool = True,
     use_irl: bool = True,
 ) -> tuple[Tensor, Metrics]:
-    """−(F_p + c·F_c) (Eqs. 17–18); token means per term, pair mean for CER (P6).
+    """−(F_p + c·F_c) (Eqs. 17–18); token means per term, pair mean for CER.
+
+    In the paper the per-token terms are sums over tokens while CER has one term per pair; their
+    normalisation, which the paper leaves open, sets their relative weight (``cer_coef`` on top).
 
     F_lik = mean ll⁺ − mean ll⁻ (the second term dropped by ``use_neg=False``, "w/o neg");
     F_irl = λ·mean log q⁺ − mean d⁺ [+ the same on y⁻ if ``td_on_rejected``] (0 for "w/o irl");
@@ -260,15 +265,16 @@ def ava_p_loss(
 
 
 def last_token_score(mu: Tensor, attention_mask: Tensor) -> Tensor:
-    """E_q[R | y] = μ at the last non-pad position (right padding), (B, L) -> (B,) (Eq. 18, P12).
+    """E_q[R | y] = μ at the last non-pad position (right padding), (B, L) -> (B,) (Eq. 18).
 
+    The paper does not say which sequence score it ranks by; the last-token mean is the default.
     Pass the rwt-scaled ``AVATerms.mu`` (w_T·μ_T)."""
     last = (attention_mask.long().sum(1) - 1).clamp_min(0)
     return mu.gather(1, last.unsqueeze(1)).squeeze(1)
 
 
 def token_rewards(mu: Tensor, completion_mask: Tensor, *, shift: int = 1) -> Tensor:
-    """Dense reward r_k for generating token k, (B, L), 0 outside the response (spec §4.2, §5.2):
+    """Dense reward r_k for generating token k, (B, L), 0 outside the response:
     r_k = μ_k with ``shift=1`` and μ_{k−1} with ``shift=0``. Pass the rwt-scaled ``AVATerms.mu``."""
     _check_shift(shift)
     r = mu if shift == 1 else F.pad(mu[:, :-1], (1, 0))

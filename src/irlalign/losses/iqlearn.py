@@ -3,10 +3,11 @@
 Wulfmeier et al. 2024, *Imitating Language via Scalable Inverse Reinforcement Learning*
 (arXiv 2409.01369), Eq. (14): L(v, π) = E_{μ_E}[λ·(v(s) + log π(a|s) − γ·v(s'))² − log π(a|s)],
 i.e. Garg et al. 2021's χ² inverse soft-Q objective ("value_expert" form) with λ = 1/(4·α_G),
-rewritten as MLE plus a TD regulariser (irlalign ``specs/iqlearn.md`` §2.4, §3.2, §4).
+rewritten as MLE plus a TD regulariser (the paper's key identity).
 All inputs are action-aligned (B, T) tensors, e.g. from :func:`irlalign.losses.ops.iq_terms`.
 
-Online IQLearn (spec §2.7, §3.4) is a **reconstruction**: the paper's Eq. (15)/(16) is not known.
+Online IQLearn is a **reconstruction** from the online form of Garg et al.'s IQ-Learn code: the
+paper's own Eq. (15)/(16) is not known.
 With α the mix-in ratio (``mix_in``) and μ_mix = (1−α)·μ_E + α·μ_π, it minimises
 
     L_online = E_{μ_E}[−log π(a|s)] + λ·E_{μ_mix}[(V(s) + log π(a|s) − γV(s'))²]
@@ -93,7 +94,7 @@ def iqlearn_online_expert_loss(
     value_diff: bool = True,
     num_items: float | Tensor | None = None,
 ) -> tuple[Tensor, Metrics]:
-    """Expert side of online IQLearn (Wulfmeier et al. 2024; spec §2.7, a reconstruction):
+    """Expert side of online IQLearn (Wulfmeier et al. 2024; a reconstruction):
     L_E = Σ_t m_t·(−log π_t)/N + λ·(1−α)·Σ_t u_t·r_t²/N  [− α·Σ_t u_t·(V_t − γV_{t+1})/N].
 
     The bracket is the expert half of the value-difference term (with ``value_diff``). It is
@@ -132,7 +133,7 @@ def iqlearn_online_policy_loss(
     value_diff: bool = True,
     num_items: float | Tensor | None = None,
 ) -> tuple[Tensor, Metrics]:
-    """Policy side of online IQLearn (Wulfmeier et al. 2024; spec §2.7, a reconstruction):
+    """Policy side of online IQLearn (Wulfmeier et al. 2024; a reconstruction):
     L_π = λ·α·Σ_t u_t·r_t²/N_π  [+ α·Σ_t u_t·(V_t − γV_{t+1})/N_π].
 
     Inputs are the (B, T) terms of the policy's own samples (a_t = the sampled token); there is no
@@ -161,7 +162,7 @@ def sequence_rewards(
     *,
     gamma: float = 1.0,
 ) -> dict[str, Tensor]:
-    """Per-sequence reward summaries (spec §4); inputs (B, T), outputs (B,).
+    """Per-sequence reward summaries; inputs (B, T), outputs (B,).
 
     ``sequence_reward`` Σ_t r_t; ``sequence_reward_discounted`` Σ_t γ^k r_t with k counted from the
     first response action; ``sequence_logp`` log π(y|x) = Σ_t log π_t; ``v0`` V(s_0), the value at

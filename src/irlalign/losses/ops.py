@@ -1,8 +1,8 @@
 """Shared token-level operations for the losses: chunked output head, action masks, IQ terms.
 
-Implements the memory-bounded fp32 computation of Wulfmeier et al. 2024, *Imitating Language via
-Scalable Inverse Reinforcement Learning* (arXiv 2409.01369), as specified in irlalign's
-``specs/iqlearn.md`` §3.1–3.2: Q(s_t, ·) = logits_t, V(s_t) = logsumexp(logits_t),
+Computes, in fp32 and with memory bounded by vocabulary chunks, the token-level quantities of
+Wulfmeier et al. 2024, *Imitating Language via Scalable Inverse Reinforcement Learning*
+(arXiv 2409.01369): Q(s_t, ·) = logits_t, V(s_t) = logsumexp(logits_t),
 log π(a_t|s_t) = Q(s_t, a_t) − V(s_t) (τ = 1). SFT, MLE + entropy and IQLearn all go through
 :func:`token_stats`, so they share one code path (and λ = 0 IQLearn is bitwise SFT).
 
@@ -159,13 +159,13 @@ def iq_terms(
     tau: float = 1.0,
     value_fn: Callable[[Tensor], Tensor] | None = None,
 ) -> IQTerms:
-    """Everything Eq. (14) needs from one causal batch (spec §3.2), with terminal/truncation rules.
+    """Everything Eq. (14) needs from one causal batch, with terminal/truncation rules.
 
     V(s') = 0 after the first EOS; a truncated row bootstraps its last TD term from the next
     position's V, or with ``drop_truncated=True`` drops that TD term (its MLE term stays).
-    ``tau`` is the soft-value temperature (spec §2.5, an ablation): V = τ·LSE(Q/τ),
+    ``tau`` is the soft-value temperature (an ablation): V = τ·LSE(Q/τ),
     log π = (Q − V)/τ, r = V + τ·log π − γV'; τ = 1 is Eq. (14) exactly.
-    ``value_fn`` (the value-head ablation, spec §2.5) maps (B, L, d) hidden states to (B, L)
+    ``value_fn`` (the value-head ablation) maps (B, L, d) hidden states to (B, L)
     values V_φ(s) that replace logsumexp as V; log π stays the log-softmax of the logits.
     """
     if value_fn is not None and tau != 1.0:

@@ -113,7 +113,8 @@ def standardise_rewards(
     rewards: Tensor, completion_mask: Tensor, *, mean: float, std: float
 ) -> Tensor:
     """Per-token rewards whose returns become (R − mean)/std: every token is divided by std and
-    the mean is taken off the last response token (AfD §4.1's standardised reward, dense-safe)."""
+    the mean is taken off the last response token (the standardised reward of RL against AfD's
+    reward model, made dense-safe)."""
     m = completion_mask.bool()
     shifted = rewards - terminal_rewards(torch.full_like(rewards[:, 0], mean), m)
     return torch.where(m, shifted / std, torch.zeros_like(rewards))

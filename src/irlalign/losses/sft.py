@@ -1,10 +1,10 @@
 """Maximum-likelihood (SFT) losses, plain and with an entropy bonus.
 
 The MLE baseline and the "MLE with entropy regularisation" baseline of Wulfmeier et al. 2024,
-*Imitating Language via Scalable Inverse Reinforcement Learning* (arXiv 2409.01369), §2.1 of
-irlalign's ``specs/iqlearn.md``: L_MLE = E_{μ_E}[−log π(a|s)] and
-L_MLE+H = E_{μ_E}[−log π(a|s) − β·H(π(·|s))]. Every token-level loss uses :func:`mle_term`, so
-the MLE part (and its normaliser) is computed in exactly one way.
+*Imitating Language via Scalable Inverse Reinforcement Learning* (arXiv 2409.01369):
+L_MLE = E_{μ_E}[−log π(a|s)] and L_MLE+H = E_{μ_E}[−log π(a|s) − β·H(π(·|s))]. Every
+token-level loss uses :func:`mle_term`, so the MLE part (and its normaliser) is computed in
+exactly one way.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""GAIL-style reward −log(1 − D) = softplus(ℓ) from a discriminator whose logit is ℓ
-(specs/afd.md §2.2, §4.2; the AIRL-style reward log D − log(1 − D) is the logit itself, i.e.
-the plain sequence-classifier reward model)."""
+"""GAIL-style reward −log(1 − D) = softplus(ℓ) from a discriminator whose logit is ℓ (the
+Jensen–Shannon choice of AfD's adversarial extension; the AIRL-style reward log D − log(1 − D) is
+the logit itself, i.e. the plain sequence-classifier reward model)."""
 
 from __future__ import annotations
 

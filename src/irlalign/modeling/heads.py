@@ -17,9 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from irlalign.modeling.forward import unwrap
+
 HEADS_ATTR = "irl_heads"
 HEADS_WEIGHTS = "irl_heads.safetensors"
 HEADS_CONFIG = "irl_heads.json"
+# A scalar state-value head V_φ(s): IQLearn's value-head variant and PPO's critic.
+VALUE_HEAD = "value"
 
 
 class ScalarHead(nn.Module):
@@ -46,7 +50,7 @@ class ScalarHead(nn.Module):
 class GaussianRewardHead(nn.Module):
     """AVA's reward head RHead(h; φ) (Cai et al. 2024, Eq. 9): (…, d) -> μ, σ, each (…,) fp32.
 
-    Linear d -> 2, μ = out₀, σ = softplus(out₁) + floor (specs/ava.md §1). Zero weight and bias
+    Linear d -> 2, μ = out₀, σ = softplus(out₁) + floor (σ never reaches 0). Zero weight and bias
     (0, log(e − 1)) give μ = 0, σ = 1 at init: the posterior starts at the N(0, 1) prior. ``shift``,
     ``rwt`` and ``rwt_rescale`` are how the head was trained to be read; they travel with it so a
     reloaded reward model scores exactly as during training.
@@ -86,7 +90,7 @@ class GaussianRewardHead(nn.Module):
 
 
 class PreferenceAttentionHead(nn.Module):
-    """Preference Transformer (Kim et al. 2023) score S(y) = Σ_t w_t r_t (specs/ava.md §4.4).
+    """Preference Transformer (Kim et al. 2023) score S(y) = Σ_t w_t r_t.
 
     r_t a per-step scalar reward, w_t = (1/|y|) Σ_i softmax_t(q_i·k_t/√d) over valid tokens
     (non-causal), the same form as AVA's Eq. 11; trained with a Bradley–Terry loss on S.
@@ -138,17 +142,9 @@ HEAD_KINDS: dict[str, type[nn.Module]] = {
 }
 
 
-def _base(model: nn.Module) -> nn.Module:
-    while hasattr(model, "module"):
-        model = model.module
-    if hasattr(model, "get_base_model"):
-        model = model.get_base_model()
-    return model
-
-
 def attach_head(model: nn.Module, name: str, head: nn.Module) -> nn.Module:
     """Register ``head`` under ``name`` on the base model (idempotent for an existing name)."""
-    base = _base(model)
+    base = unwrap(model)
     heads = getattr(base, HEADS_ATTR, None)
     if heads is None:
         heads = nn.ModuleDict()
@@ -160,7 +156,7 @@ def attach_head(model: nn.Module, name: str, head: nn.Module) -> nn.Module:
 
 
 def get_head(model: nn.Module, name: str) -> nn.Module | None:
-    heads = getattr(_base(model), HEADS_ATTR, None)
+    heads = getattr(unwrap(model), HEADS_ATTR, None)
     return heads[name] if heads is not None and name in heads else None
 
 
@@ -178,7 +174,7 @@ def split_head_state(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[
 
 def save_heads(model: nn.Module, folder: str | Path, head_state: dict[str, Tensor]) -> None:
     """Write the heads' weights and rebuild specs next to a saved model (no-op without heads)."""
-    heads = getattr(_base(model), HEADS_ATTR, None)
+    heads = getattr(unwrap(model), HEADS_ATTR, None)
     if not heads:
         return
     from safetensors.torch import save_file

@@ -7,7 +7,6 @@ any training starts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,37 +19,10 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from irlalign.config import LoraOptions, ModelOptions  # noqa: F401  (re-exported)
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 KINDS = {"causal_lm": AutoModelForCausalLM, "reward": AutoModelForSequenceClassification}
-
-
-@dataclass
-class LoraOptions:
-    """LoRA through peft; `target_modules=None` lets peft pick the architecture's defaults."""
-
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: list[str] | str | None = None
-    modules_to_save: list[str] | None = None
-
-
-@dataclass
-class ModelOptions:
-    """How to load one model. `path` is a local folder or a Hub id."""
-
-    path: str
-    dtype: str = "float32"
-    device: str | None = None  # None: leave placement to accelerate / the trainer
-    trust_remote_code: bool = False
-    lora: LoraOptions | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
-        if isinstance(self.lora, dict):
-            self.lora = LoraOptions(**self.lora)
 
 
 def _check_path(path: str) -> None:

@@ -1,9 +1,10 @@
 """AfD's zero-training reward: the log-ratio of the SFT policy to the initial one.
 
 r(x, y) = log π_SFT(y|x) − log π_init(y|x) = Σ_t [log π_SFT(a_t|s_t) − log π_init(a_t|s_t)]
-(Sun & van der Schaar, arXiv 2405.15624, §3.3 of irlalign's ``specs/afd.md``), summed over the
-response tokens or divided by their number. It is the baseline every learned AfD reward model is
-reported against (spec §6.4), and it needs no training: two causal LMs sharing one tokenizer.
+(Sun & van der Schaar, arXiv 2405.15624; the optimal Init-SFT discriminator's logit), summed over
+the response tokens or divided by their number. It is the baseline every learned AfD reward model
+is reported against, with the length-normalised form always shown since the summed one grows
+with length, and it needs no training: two causal LMs sharing one tokenizer.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class LogRatioReward:
 
     def _logps(self, model, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Action-aligned (B, L − 1) log π(a_t|s_t) and response mask, on ``batch``'s device."""
-        from irlalign.trainers.common import response_logps
+        from irlalign.modeling.forward import response_logps
 
         device = next(model.parameters()).device
         ids, am, cm = (

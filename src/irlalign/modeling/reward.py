@@ -142,7 +142,7 @@ class PreferenceTransformerReward:
         return batched_token_rewards(self, prompts, responses)
 
     def _parts(self, batch: dict[str, Tensor]) -> Tensor:
-        from irlalign.trainers.common import forward_hidden
+        from irlalign.modeling.forward import forward_hidden
 
         am = batch["attention_mask"]
         hidden, _, _ = forward_hidden(self.model, batch["input_ids"], am)
@@ -161,7 +161,7 @@ class PreferenceTransformerReward:
 
 
 class AVAReward:
-    """AVA's posterior mean (specs/ava.md §5.1): score = w_T·μ_T at the last token; token
+    """AVA's posterior mean: score = w_T·μ_T at the last token; token
     rewards w_t·μ_t (σ scaled alike), read with the shift and rwt the head was trained with."""
 
     def __init__(self, model, tokenizer, batch_size: int = 64):
@@ -177,7 +177,7 @@ class AVAReward:
 
     def _posterior(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         from irlalign.losses.ava import reward_weights
-        from irlalign.trainers.common import forward_hidden
+        from irlalign.modeling.forward import forward_hidden
 
         head = get_head(self.model, "reward")
         ids, am = batch["input_ids"], batch["attention_mask"]

@@ -1,5 +1,5 @@
 """Best-of-N curves on the synthetic task: a pool of M policy samples per held-out prompt,
-gold-scored with r*, reranked by any reward model (specs/afd.md §3.4, §5.4)."""
+gold-scored with r*, reranked by any reward model, as in AfD's best-of-N evaluation."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def reference_means(task_dir: str | Path, prompts: Sequence[str]) -> dict[str, f
 
 
 def normalise(value: float, means: dict[str, float], init_mean: float) -> dict[str, float | str]:
-    """The task's normalised score, and AfD's demonstration-normalised score (§5.4): r/r̄_demo,
+    """The task's normalised score, and AfD's demonstration-normalised score: r/r̄_demo,
     or (r − r̄_init)/(r̄_demo − r̄_init) when r̄_demo is not clearly positive."""
     out: dict[str, float | str] = {
         "normalised_score": (value - means["ref"]) / (means["expert"] - means["ref"])

@@ -1,4 +1,4 @@
-"""The benchmark's datasets in the library's standard formats (spec section 4).
+"""The benchmark's datasets in the library's standard formats.
 
 Each writer draws from its own seeded random stream, so a dataset is a pure function of
 (config, seed) whichever other datasets are written.

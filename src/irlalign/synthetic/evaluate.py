@@ -1,4 +1,4 @@
-"""Exact and Monte-Carlo metrics of the benchmark (spec section 7)."""
+"""Exact and Monte-Carlo metrics of the benchmark."""
 
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ TokenRewardFn = Callable[[Sequence[str], Sequence[str]], list]
 
 
 def reward_recovery(task: Task, prompts: Sequence[str], responses: Sequence[str], learned) -> dict:
-    """Spearman of learned per-token rewards with r* over all response tokens (spec §7).
+    """Spearman of learned per-token rewards with r* over all response tokens.
 
     ``learned`` holds one array per response, one entry per response token (words and `<eos>`;
     the benchmark's tokenizer is word-level). A reward is identified only up to potential shaping,

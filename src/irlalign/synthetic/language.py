@@ -1,6 +1,6 @@
 """The toy language: vocabulary, reference Markov chain π_ref, prompts and the true reward r*.
 
-Tabular conventions used across `irlalign.synthetic` (spec sections 1 and 2):
+Tabular conventions used across `irlalign.synthetic`:
 
 - an *action index* is 0..W-1 for the W words and W for `<eos>` (A = W + 1 actions);
 - a *state* is (topic k, previous word w, response position t); the previous word of the first

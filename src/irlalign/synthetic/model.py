@@ -1,4 +1,4 @@
-"""The word-level tokenizer and the tiny Llama-style causal LM of the benchmark (spec section 6).
+"""The word-level tokenizer and the tiny Llama-style causal LM of the benchmark.
 
 Both are ordinary Hugging Face objects saved with `save_pretrained`, so that everything downstream
 loads them with `AutoTokenizer` / `AutoModelForCausalLM` and never knows the task is synthetic.

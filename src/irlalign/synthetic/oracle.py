@@ -1,4 +1,4 @@
-"""Exact dynamic programming on the toy language (spec section 3).
+"""Exact dynamic programming on the toy language.
 
 The expert is the KL-regularised soft-optimal policy relative to π_ref, by backward induction in
 float64 over states (t, topic, previous word):

@@ -1,1 +1,3 @@
-"""Trainers: one file per method, each a `<Method>Config` dataclass plus a trainer."""
+"""The methods built on `transformers.Trainer`: one file per method (its `<Method>Config`
+dataclass and its trainer), `common` for what they share, `heads` for checkpoints that carry
+extra heads and `run` to run one from a `RunConfig`."""

@@ -2,10 +2,11 @@
 
 Cai et al. 2024, *Approximated Variational Bayesian Inverse Reinforcement Learning for Large
 Language Model Alignment* (arXiv 2411.09341): AVA-d (Eq. 13) on demonstrations, AVA-p with the
-contrastive expected return (Eqs. 17–18) on preferences. One trainer serves both uses of
-specs/ava.md §5: on a small LM it is a reward model (the Gaussian head is what is kept), on the
-policy LM it is direct optimisation (the LM is decoded normally afterwards). Defaults are the
-spec's "Decisions for irlalign" (§1); every ablation of Table 1 is a field below.
+contrastive expected return (Eqs. 17–18) on preferences. One trainer serves two of the paper's
+uses: on a small LM it is a reward model (the Gaussian head is what is kept), on the policy LM it
+is direct optimisation (the LM is decoded normally afterwards). Defaults follow the paper; where
+it gives no value, α = 1 and the AVRIL code's β = λ = γ = 1; where it is ambiguous, the field's
+comment says which reading is the default. Every ablation of Table 1 is a field below.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from irlalign.losses.ava import (
     reward_weights,
     token_rewards,
 )
+from irlalign.modeling.forward import chunk_rows, forward_hidden, unwrap
 from irlalign.modeling.heads import GaussianRewardHead, LinearQHead, attach_head, get_head
-from irlalign.trainers.common import MetricStore, chunk_rows, forward_hidden, unwrap
+from irlalign.trainers.common import MetricStore, stack_pairs
 from irlalign.trainers.heads import HeadsCheckpointMixin
-from irlalign.trainers.pairs import pad_id_of, stack_pairs
 
 REWARD_HEAD, Q_HEAD = "reward", "q"
 CHOICES = {"q_head": ("ptq", "fresh"), "ll_range": ("all", "paper"), "rwt": ("attn", "none")}
@@ -44,15 +45,20 @@ class AVAConfig:
     lam: float = 1.0  # λ, weight of the TD log-density term
     q_head: str = "ptq"  # "ptq" (Eq. 12 on the LM head) or "fresh" (ablation "w/o ptq")
     exact_boltzmann: bool | None = None  # None = auto: on iff β ≠ 1 or q_head == "fresh"
-    shift: int = 1  # 1: reward of y_{1:t+1} read at h_{t+1}; 0: literal Eq. 9 (P3)
-    ll_range: str = "all"  # "all" response actions, or "paper": t = 1..|y|−2 (P4)
+    # 1: the reward of y_{1:t+1} is read at h_{t+1}, after the token is seen; 0: literal Eq. 9,
+    # read at h_t
+    shift: int = 1
+    ll_range: str = "all"  # "all" response actions, or "paper": the literal t = 1..|y|−2
     rwt: str = "attn"  # reward weights (Eq. 11) from last-layer attention, or "none"
-    rwt_rescale: bool = False  # mean weight 1 instead of Σ w = 1 (P7)
-    td_on_rejected: bool = True  # TD/KL terms on rejected sequences too (P5)
+    # mean weight 1 instead of the literal Σ w = 1, whose weights shrink μ and σ by ~1/|y|; the
+    # mean-one weights are the stabilised variant
+    rwt_rescale: bool = False
+    td_on_rejected: bool = True  # TD/KL terms on rejected sequences too (the paper is ambiguous)
     use_neg: bool = True  # ablation "w/o neg": drop −βQ(y⁻)
     use_irl: bool = True  # ablation "w/o irl": drop TD and KL terms
     cer_coef: float = 1.0  # weight of the contrastive expected return (0 = "w/o cer")
-    cer_log: bool = False  # log σ(Δ) instead of the literal σ(Δ) of Eq. 18 (P6)
+    # log σ(Δ) instead of Eq. 18's literal σ(Δ), which saturates on badly mis-ordered pairs
+    cer_log: bool = False
     chosen_only: bool = False  # preference data: AVA-d on the chosen half (Table 1 last row)
     chunk_tokens: int | None = None  # rows per vocabulary chunk; None: sized by V (chunk_rows)
 
@@ -100,7 +106,7 @@ def freeze_untied_lm_head(base) -> None:
 
 
 def tqr_terms(model: torch.nn.Module, batch: dict[str, torch.Tensor], cfg: AVAConfig) -> AVATerms:
-    """One TQR forward (specs/ava.md §4.2 `TQR.forward`) on a right-padded causal batch."""
+    """One TQR forward on a right-padded causal batch."""
     ids, am = batch["input_ids"], batch["attention_mask"]
     hidden, lm_head, attn = forward_hidden(model, ids, am, attentions=cfg.rwt == "attn")
     weights = None if attn is None else reward_weights(attn, am, rescale=cfg.rwt_rescale)
@@ -159,7 +165,7 @@ class AVATrainer(HeadsCheckpointMixin, Trainer):
 
     def _preference_loss(self, model, inputs):
         cfg = self.method
-        both = stack_pairs(inputs, pad_id_of(self))
+        both = stack_pairs(self, inputs)
         terms = tqr_terms(model, both, cfg)
         half = inputs["chosen_input_ids"].shape[0]
         chosen, rejected = _rows(terms, slice(0, half)), _rows(terms, slice(half, None))
@@ -177,7 +183,8 @@ class AVATrainer(HeadsCheckpointMixin, Trainer):
             use_neg=cfg.use_neg,
             use_irl=cfg.use_irl,
         )
-        # The alternative sequence score Σ_t μ_t (Eq. 19's expected return), always logged (P12).
+        # The alternative sequence score Σ_t μ_t (Eq. 19's expected return), always logged: the
+        # paper does not say which score it ranks by.
         sums = token_rewards(terms.mu, both["completion_mask"], shift=cfg.shift).sum(1).detach()
         metrics["rewards/accuracy_sum"] = (sums[:half] > sums[half:]).float().mean()
         return loss, metrics

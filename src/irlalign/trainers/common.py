@@ -1,115 +1,18 @@
-"""Glue shared by the offline trainers: hidden states without full logits, metric plumbing,
-the `metrics.jsonl` writer and the normaliser rules of HF `Trainer`.
+"""What the Hugging Face `Trainer` subclasses share: metric plumbing, the `metrics.jsonl`
+writer, the normaliser rules of HF `Trainer` and preference pairs in one forward pass.
 """
 
 from __future__ import annotations
 
 import json
-import warnings
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from torch import Tensor
-from transformers import PreTrainedModel, TrainerCallback
+from transformers import TrainerCallback
 
-
-def unwrap(model: torch.nn.Module) -> PreTrainedModel:
-    """The underlying HF model of a DDP/accelerate/peft-wrapped one."""
-    while hasattr(model, "module"):
-        model = model.module
-    if hasattr(model, "get_base_model"):
-        model = model.get_base_model()
-    return model
-
-
-CHUNK_ELEMENTS = 2**24  # fp32 elements of one (rows, V) logits block: 64 MiB
-
-
-def chunk_rows(chunk_tokens: int | None, model: torch.nn.Module) -> int:
-    """Rows per vocabulary chunk: the config's value, or (None) as many as keep one fp32
-    (rows, V) block within `CHUNK_ELEMENTS`, so memory does not grow with the vocabulary."""
-    if chunk_tokens is not None:
-        return chunk_tokens
-    vocab = unwrap(model).get_output_embeddings().weight.shape[0]
-    return max(1, CHUNK_ELEMENTS // vocab)
-
-
-def hidden_and_head(model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor):
-    """Final hidden states (B, L, d) and the output head, without a (B, L, V) logits tensor.
-
-    The forward goes through the (possibly DDP-wrapped) model itself, asking for the logits of
-    one position only, so distributed wrappers see a normal forward; a hook on the backbone
-    captures its `last_hidden_state`, the exact input of the model's own head. The chunked head
-    in `irlalign.losses.ops.token_stats` then recomputes logits block by block.
-    """
-    hidden, head, _ = forward_hidden(model, input_ids, attention_mask)
-    return hidden, head
-
-
-def response_logps(
-    model: torch.nn.Module, ids: Tensor, am: Tensor, cm: Tensor, chunk_tokens: int | None = None
-) -> tuple[Tensor, Tensor]:
-    """Teacher-forced log π(a_t|s_t) (B, L − 1), zero outside the response, and the final hidden
-    states (B, L, d); the head runs in vocabulary chunks, never a (B, L, V) logits tensor."""
-    from irlalign.losses import causal_logps
-
-    hidden, head = hidden_and_head(model, ids, am)
-    logp, mask = causal_logps(hidden, ids, cm, head, chunk_tokens=chunk_rows(chunk_tokens, model))
-    return torch.where(mask, logp, torch.zeros_like(logp)), hidden
-
-
-def forward_hidden(
-    model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor, attentions: bool = False
-) -> tuple[Tensor, Callable[[Tensor], Tensor], Tensor | None]:
-    """`hidden_and_head` plus, with ``attentions=True``, the last layer's post-softmax
-    self-attention (B, H, L, L) (needs an eager attention implementation)."""
-    base = unwrap(model)
-    backbone = getattr(base, base.base_model_prefix, None)
-    if backbone is None or backbone is base:
-        raise ValueError(f"{type(base).__name__}: cannot find the backbone to read hidden states")
-    captured: dict[str, Tensor] = {}
-
-    def grab(_module, _args, output) -> None:
-        captured["h"] = output[0] if isinstance(output, tuple) else output.last_hidden_state
-
-    handle = backbone.register_forward_hook(grab)
-    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
-    if attentions:
-        kwargs["output_attentions"] = True
-    try:
-        try:
-            out = model(**kwargs, logits_to_keep=1)
-        except TypeError:
-            warnings.warn(
-                f"{type(base).__name__} does not accept logits_to_keep; computing full logits",
-                stacklevel=2,
-            )
-            out = model(**kwargs)
-    finally:
-        handle.remove()
-    attn = None
-    if attentions:
-        if not out.attentions or out.attentions[-1] is None:
-            raise ValueError(
-                f"{type(base).__name__} returned no attention weights; load it with "
-                'attn_implementation="eager" (model.extra) to use reward weights (rwt="attn")'
-            )
-        attn = out.attentions[-1]
-    return captured["h"], _output_head(base), attn
-
-
-def _output_head(base: PreTrainedModel) -> Callable[[Tensor], Tensor]:
-    head = base.get_output_embeddings()
-    cap = getattr(base.config, "final_logit_softcapping", None)
-    if cap:  # Gemma-2 style soft-capping is part of the model's logits
-        linear = head
-
-        def head(h: Tensor) -> Tensor:
-            return cap * torch.tanh(linear(h) / cap)
-
-    return head
+from irlalign.data.collate import concat_preference_batch
+from irlalign.modeling.forward import pad_id
 
 
 def token_normaliser(trainer, num_items_in_batch, completion_mask: Tensor):
@@ -151,7 +54,7 @@ class MetricStore:
 
 
 class JsonlMetricsCallback(TrainerCallback):
-    """Appends every log event to `<run>/metrics.jsonl` (rule 7 of the architecture)."""
+    """Appends every log event to `<run>/metrics.jsonl` (the run-folder contract)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -164,18 +67,6 @@ class JsonlMetricsCallback(TrainerCallback):
             f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
 
-def with_labels(batch: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Add HF-style `labels` (−100 outside the completion) so `Trainer` counts the tokens of
-    a gradient-accumulation step for us (`num_items_in_batch`)."""
-    batch["labels"] = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
-    return batch
-
-
-def collator_for(data_kind: str, pad_id: int):
-    """Right-padding collator for tokenised demonstrations (with HF `labels`) or pairs."""
-    from irlalign.data.collate import CompletionCollator, PreferenceCollator
-
-    if data_kind == "preference":
-        return PreferenceCollator(pad_id)
-    completion = CompletionCollator(pad_id)
-    return lambda features: with_labels(completion(features))
+def stack_pairs(trainer, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+    """(2B, L) tensors: rows [0, B) are the chosen responses, rows [B, 2B) the rejected ones."""
+    return concat_preference_batch(inputs, pad_id(trainer.processing_class, trainer.model))

@@ -1,5 +1,4 @@
-"""AfD's IRL reward model: a binary sequence classifier (Sun & van der Schaar, arXiv 2405.15624,
-§3.3 of irlalign's ``specs/afd.md``).
+"""AfD's IRL reward model: a binary sequence classifier (Sun & van der Schaar, arXiv 2405.15624).
 
 A one-label `AutoModelForSequenceClassification` is trained with binary cross-entropy to tell the
 positive class (π_SFT samples or demonstrations, label 1) from the negative one (π_init or current
@@ -132,7 +131,7 @@ def pooling_pad_id(model: PreTrainedModel, tokenizer) -> int:
     `response_batches`) are padded with the tokenizer's pad. If the two differ, every padded row
     would be scored at a pad token, so a missing config value is filled in and a conflict is an
     error. (With pad = EOS the appended EOS is skipped by that pooling, identically in training
-    and scoring: specs/afd.md §6.12.)
+    and scoring, so both read the same token.)
     """
     # 0 without a tokenizer pad, as `response_batches` pads (load_tokenizer always sets one).
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

@@ -9,8 +9,8 @@ import torch
 from transformers import Trainer
 
 from irlalign.losses import causal_logps, dpo_loss
-from irlalign.trainers.common import MetricStore, chunk_rows, hidden_and_head
-from irlalign.trainers.pairs import pad_id_of, stack_pairs
+from irlalign.modeling.forward import chunk_rows, hidden_and_head
+from irlalign.trainers.common import MetricStore, stack_pairs
 
 
 @dataclass
@@ -53,7 +53,7 @@ class DPOTrainer(Trainer):
         self.metric_store = MetricStore()
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        both = stack_pairs(inputs, pad_id_of(self))
+        both = stack_pairs(self, inputs)
         half = inputs["chosen_input_ids"].shape[0]
         logps = sequence_logps(model, both, self.method.chunk_tokens)
         with torch.no_grad():

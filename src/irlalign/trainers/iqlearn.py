@@ -1,9 +1,11 @@
 """IQLearn: inverse soft-Q learning as TD-regularised MLE, offline and (opt-in) online.
 
 Wulfmeier et al. 2024, *Imitating Language via Scalable Inverse Reinforcement Learning*,
-Eq. (14); decisions and defaults from specs/iqlearn.md §0. Q = the LM's logits, V = logsumexp.
-Online (spec §2.7, §3.4, a reconstruction): each step also samples continuations of some of the
-batch's prompts from the current policy and adds the TD and value-difference terms on them.
+Eq. (14). Q = the LM's logits, V = logsumexp, no extra parameters. The paper does not fix γ or
+λ, so the defaults (γ = 1, λ = 0.1, offline) are the library's own. Online (a reconstruction:
+the paper does not give its online objective in full): each step also samples continuations of
+some of the batch's prompts from the current policy and adds the TD and value-difference terms
+on them.
 """
 
 from __future__ import annotations
@@ -13,21 +15,15 @@ from dataclasses import dataclass
 from torch import Tensor
 from transformers import Trainer
 
+from irlalign.generation.continuations import PolicySamples, batch_prompts, sample_continuations
 from irlalign.losses import IQTerms, iq_terms, iqlearn_offline_loss, sequence_rewards
 from irlalign.losses.iqlearn import iqlearn_online_expert_loss, iqlearn_online_policy_loss
-from irlalign.modeling.heads import ScalarHead, attach_head, get_head
-from irlalign.trainers.common import (
-    MetricStore,
-    chunk_rows,
-    hidden_and_head,
-    token_normaliser,
-    unwrap,
-)
+from irlalign.modeling.forward import chunk_rows, eos_id, hidden_and_head, pad_id, unwrap
+from irlalign.modeling.heads import VALUE_HEAD, ScalarHead, attach_head, get_head
+from irlalign.trainers.common import MetricStore, token_normaliser
 from irlalign.trainers.heads import HeadsCheckpointMixin
-from irlalign.trainers.online_samples import PolicySamples, batch_prompts, sample_continuations
 
 TRUNCATION_MODES = ("bootstrap", "drop")
-VALUE_HEAD = "value"  # name of the value-head ablation's head in checkpoints
 
 
 @dataclass
@@ -37,13 +33,13 @@ class IQLearnConfig:
     truncation: str = "bootstrap"  # or "drop": the last TD term of a response with no EOS
     tau: float = 1.0  # soft-value temperature; Eq. (14) implies 1 (other values: an ablation)
     chunk_tokens: int | None = None  # rows per vocabulary chunk; None: sized by V (chunk_rows)
-    value_head: bool = False  # ablation (spec §2.5): scalar V_φ head instead of LSE(logits)
-    online: bool = False  # also train the TD term on the current policy's samples (spec §2.7)
+    value_head: bool = False  # ablation: scalar V_φ head instead of LSE(logits)
+    online: bool = False  # also train the TD term on the current policy's samples
     mix_in: float = 0.1  # α, weight of the policy's samples in μ_mix; used only when online
     value_diff: bool = True  # online value-difference term (a reconstruction); always logged
     sample_temperature: float = 1.0  # 1 samples π = softmax(logits); with tau != 1 set it to tau
     max_new_tokens: int = 256  # online sampling length budget; longer responses are truncated
-    # Sampled sequences per step; None: max(1, round(mix_in * batch rows)) (spec §3.4). Only the
+    # Sampled sequences per step; None: max(1, round(mix_in * batch rows)). Only the
     # variance of the policy-side estimate depends on it, α alone sets that side's weight.
     policy_samples: int | None = None
 
@@ -110,7 +106,7 @@ class IQLearnTrainer(HeadsCheckpointMixin, Trainer):
             input_ids,
             completion_mask,
             head,
-            eos_id=unwrap_eos(self),
+            eos_id=eos_id(self.processing_class, self.model),
             gamma=cfg.gamma,
             drop_truncated=cfg.truncation == "drop",
             chunk_tokens=chunk_rows(cfg.chunk_tokens, model),
@@ -119,7 +115,7 @@ class IQLearnTrainer(HeadsCheckpointMixin, Trainer):
         )
 
     def _online_loss(self, model, inputs, expert: IQTerms, n, scale: float):
-        """L_online (spec §2.7) = expert side + policy side; returns the loss HF backpropagates.
+        """L_online = expert side + policy side; returns the loss HF backpropagates.
 
         The expert side keeps the offline normaliser, so α = 0 is the offline loss exactly. The
         policy side is a mean over its own tokens; when `n` counts the expert tokens of a whole
@@ -159,8 +155,8 @@ class IQLearnTrainer(HeadsCheckpointMixin, Trainer):
         samples = sample_continuations(
             unwrap(model),
             prompts,
-            eos_id=unwrap_eos(self),
-            pad_id=pad_id_of(self),
+            eos_id=eos_id(self.processing_class, self.model),
+            pad_id=pad_id(self.processing_class, self.model),
             temperature=cfg.sample_temperature,
             max_new_tokens=cfg.max_new_tokens,
         )
@@ -169,22 +165,3 @@ class IQLearnTrainer(HeadsCheckpointMixin, Trainer):
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         super().log(self.metric_store.merge_into(logs), *args, **kwargs)
-
-
-def unwrap_eos(trainer: Trainer) -> int:
-    """The EOS id that ends a response: the tokenizer's, else the model config's."""
-    tok = trainer.processing_class
-    eos = getattr(tok, "eos_token_id", None)
-    if eos is None:
-        eos = trainer.model.config.eos_token_id
-    if isinstance(eos, list):
-        eos = eos[0]
-    if eos is None:
-        raise ValueError("IQLearn needs an EOS token id (tokenizer or model config)")
-    return int(eos)
-
-
-def pad_id_of(trainer: Trainer) -> int:
-    """The pad id for re-collated samples (never read: pads are masked); EOS if there is none."""
-    pad = getattr(trainer.processing_class, "pad_token_id", None)
-    return int(pad) if pad is not None else unwrap_eos(trainer)

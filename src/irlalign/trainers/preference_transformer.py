@@ -1,7 +1,7 @@
 """Preference Transformer reward model (Kim et al. 2023, ICLR): per-step rewards r_t combined by a
 preference-attention layer into S(y) = Σ_t w_t r_t, trained with the Bradley–Terry loss on S.
 
-The baseline of AVA's Table 1 (specs/ava.md §4.4), on the same causal-LM backbone as AVA.
+The baseline of AVA's Table 1, on the same causal-LM backbone as AVA.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import torch
 from transformers import Trainer
 
 from irlalign.losses import bradley_terry_loss
+from irlalign.modeling.forward import forward_hidden, unwrap
 from irlalign.modeling.heads import PreferenceAttentionHead, attach_head, get_head
 from irlalign.trainers.ava import freeze_untied_lm_head
-from irlalign.trainers.common import MetricStore, forward_hidden, unwrap
+from irlalign.trainers.common import MetricStore, stack_pairs
 from irlalign.trainers.heads import HeadsCheckpointMixin
-from irlalign.trainers.pairs import pad_id_of, stack_pairs
 
 PREFERENCE_HEAD = "preference"
 
@@ -50,7 +50,7 @@ class PreferenceTransformerTrainer(HeadsCheckpointMixin, Trainer):
         self.metric_store = MetricStore()
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        both = stack_pairs(inputs, pad_id_of(self))
+        both = stack_pairs(self, inputs)
         scores = preference_scores(model, both)
         half = inputs["chosen_input_ids"].shape[0]
         loss, metrics = bradley_terry_loss(scores[:half], scores[half:], margin=self.method.margin)

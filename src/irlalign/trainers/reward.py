@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from transformers import Trainer
 
 from irlalign.losses import bradley_terry_loss
-from irlalign.trainers.common import MetricStore
-from irlalign.trainers.pairs import pad_id_of, stack_pairs
+from irlalign.trainers.common import MetricStore, stack_pairs
 
 
 @dataclass
@@ -30,7 +29,7 @@ class RewardTrainer(Trainer):
         self.metric_store = MetricStore()
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        both = stack_pairs(inputs, pad_id_of(self))
+        both = stack_pairs(self, inputs)
         scores = (
             model(
                 input_ids=both["input_ids"], attention_mask=both["attention_mask"], use_cache=False

@@ -1,4 +1,4 @@
-"""SFT (MLE) and MLE with an entropy bonus (Wulfmeier et al. 2024, §2.1 of specs/iqlearn.md)."""
+"""SFT (MLE) and MLE with an entropy bonus (the baselines of Wulfmeier et al. 2024)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from transformers import Trainer
 
 from irlalign.losses import causal_logps, sft_entropy_loss, sft_loss
-from irlalign.trainers.common import MetricStore, chunk_rows, hidden_and_head, token_normaliser
+from irlalign.modeling.forward import chunk_rows, hidden_and_head
+from irlalign.trainers.common import MetricStore, token_normaliser
 
 
 @dataclass

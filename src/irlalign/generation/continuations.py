@@ -1,6 +1,6 @@
 """On-policy continuations for the prompts of a right-padded training batch (online IQLearn).
 
-Specs/iqlearn.md §2.7 and §3.4 (a reconstruction of Wulfmeier et al. 2024's online variant):
+A reconstruction of Wulfmeier et al. 2024's online variant (the paper does not spell it out):
 full continuations from the current policy, `do_sample` at temperature 1 with no top-k/top-p,
 dropout off, stopped at the first EOS or at `max_new_tokens` (then truncated, not terminal), and
 re-collated right-padded like the expert data. This works on token ids rather than through

@@ -1,10 +1,8 @@
-"""The steps the AfD pipeline and the adversarial rounds are composed from (specs/afd.md §3.5,
-§4): demonstrations, turn truncation, classifier data per reward-model variant, discriminator
-training with a held-out split, and best-of-N curves on the synthetic task."""
+"""The parts AfD and the adversarial rounds are composed from: demonstrations, turn truncation,
+held-out prompt splits, balanced classifier data, discriminator training and its accuracies."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +61,8 @@ def open_run(cfg):
 
 
 def truncate_turn(text: str, markers: Sequence[str]) -> str:
-    """Cut at the first turn marker and strip whitespace (specs/afd.md, decision 3)."""
+    """Cut at the first turn marker and strip whitespace: a sampled response that runs on into
+    an invented next turn is scored on its own turn only, like the demonstrations."""
     for marker in markers:
         if marker and marker in text:
             text = text[: text.index(marker)]
@@ -75,7 +74,8 @@ def responses(rollouts: Rollouts, markers: Sequence[str]) -> list[str]:
 
 
 def heldout_split(n_prompts: int, fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask of held-out prompts (AfD: 5% of prompts, pitfall 11)."""
+    """Boolean mask of held-out prompts: whole prompts are held out, so a discriminator's
+    held-out accuracy never scores a prompt it saw in training."""
     held = np.zeros(n_prompts, dtype=bool)
     k = int(round(fraction * n_prompts))
     if k:
@@ -94,7 +94,7 @@ def classifier_rows(
 
 def length_baseline_accuracy(train_len, train_lab, test_len, test_lab) -> float:
     """Held-out accuracy of the best length threshold (either direction) found on training
-    rows: a discriminator that does not beat it has learned length, not quality (pitfall 2)."""
+    rows: a discriminator that does not beat it has learned length, not quality."""
     train_len, train_lab = np.asarray(train_len, float), np.asarray(train_lab) > 0.5
     best, rule = -1.0, (0.0, True)
     for t in np.unique(train_len):
@@ -140,8 +140,3 @@ def classifier_accuracy(rm, prompts, texts, labels) -> float:
         return float("nan")
     scores = rm.score(prompts, texts)
     return float(((scores > 0) == (np.asarray(labels) > 0.5)).mean())
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))

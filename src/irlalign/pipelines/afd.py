@@ -1,15 +1,15 @@
-"""AfD, alignment from demonstrations (Sun & van der Schaar, arXiv 2405.15624; specs/afd.md).
+"""AfD, alignment from demonstrations (Sun & van der Schaar, arXiv 2405.15624).
 
-The pipeline of §3.5, one banner per phase: SFT on the demonstrations (or a given π_SFT) →
+The pipeline, one banner per phase: SFT on the demonstrations (or a given π_SFT) →
 samples from π_init and π_SFT for the same prompts with identical settings → the IRL reward
 model of the chosen variant, a BCE classifier whose logit is the reward → best-of-N curves over
 an N grid with the learned reward and the zero-training log-ratio rewards → optionally RL
-against the standardised logit with a KL penalty to π_SFT (an extension, §4.1).
+against the standardised logit with a KL penalty to π_SFT (an extension: the paper stops at
+best-of-N).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from irlalign.generation.sampling import HFSampler, SamplingConfig
-from irlalign.trainers import afd_steps as steps
-from irlalign.trainers import online
+from irlalign.pipelines import parts
+from irlalign.runs import write_jsonl
 
 VARIANTS = ("init_sft", "init_demo", "sft_demo", "bt_pairwise")
 
@@ -45,7 +45,7 @@ class AfDConfig:
     rl_training: dict[str, Any] = field(default_factory=dict)  # LoopArgs fields
 
     def __post_init__(self) -> None:
-        self.sampling = online.sampling_config(self.sampling)
+        self.sampling = SamplingConfig.coerce(self.sampling)
         self.turn_markers, self.bon_n = tuple(self.turn_markers), tuple(self.bon_n)
         self.variants = (self.variants,) if isinstance(self.variants, str) else tuple(self.variants)
         unknown = [v for v in self.variants if v not in VARIANTS]
@@ -61,62 +61,47 @@ class AfDConfig:
             raise ValueError("bon_n must be a non-empty list of N >= 1")
 
 
-def _sub_config(cfg, method: str, out: Path, model_path: str, data: str, method_raw, training):
-    """A RunConfig for one phase, in its own sub-folder of the run."""
-    from irlalign.training import resolve
-
-    raw = {
-        "model": {**dataclasses.asdict(cfg.model), "path": model_path},
-        "data": {**dataclasses.asdict(cfg.data), "train": data},
-        "method": method_raw,
-        "training": {
-            "seed": cfg.training.get("seed", 42),
-            "use_cpu": cfg.training.get("use_cpu", False),
-            **training,
-            "output_dir": str(out),
-        },
-    }
-    return resolve(method, raw)
-
-
-def train_afd(cfg) -> dict[str, Any]:
-    """Run the AfD pipeline; writes the phases' folders and `eval.json`; returns its content."""
+def train_afd(cfg, run_child) -> dict[str, Any]:
+    """Run the AfD pipeline; writes the phases' folders and `eval.json`; returns its content.
+    ``run_child(method_name, cfg, **phase)`` runs the SFT, Bradley–Terry and RL phases."""
     from irlalign.modeling.load import ModelOptions, load_model
 
-    m: AfDConfig = cfg.method_config
+    afd: AfDConfig = cfg.method_config
     run_dir = cfg.run_dir
-    run, seed, tokenizer, demos = steps.open_run(cfg)
-    results: dict[str, Any] = {"variants": list(m.variants), "label": "AfD (paper: best-of-N)"}
+    run, seed, tokenizer, demos = parts.open_run(cfg)
+    results: dict[str, Any] = {"variants": list(afd.variants), "label": "AfD (paper: best-of-N)"}
 
     # ==== 1. π_SFT: given, or SFT on the demonstrations (forward-KL AfD) =====================
-    sft_path = m.sft_model
+    sft_path = afd.sft_model
     if sft_path is None:
-        from irlalign.training import train
-
-        sub = _sub_config(
-            cfg, "sft", run_dir / "sft", cfg.model.path, cfg.data.train, {}, m.sft_training
-        )
-        sft_path = train(sub)["final_checkpoint"]
+        sft_path = run_child(
+            "sft",
+            cfg,
+            folder="sft",
+            model=cfg.model.path,
+            data=_demonstration_rows(cfg),
+            training=afd.sft_training,
+        )["final_checkpoint"]
     results["sft_model"] = str(sft_path)
     init = load_model(ModelOptions(path=cfg.model.path))
     sft = load_model(ModelOptions(path=str(sft_path)))
 
     # ==== 2. samples from π_init and π_SFT: same prompts, same settings, turn-truncated =====
     def clean(rollouts):
-        return steps.responses(rollouts, m.turn_markers)
+        return parts.responses(rollouts, afd.turn_markers)
 
-    k = m.samples_per_prompt
+    k = afd.samples_per_prompt
     train_prompts = [p for p in demos.prompts for _ in range(k)]
     import torch
 
     torch.manual_seed(seed)
-    init_texts = clean(HFSampler(init, tokenizer, m.sampling).sample(demos.prompts, k))
+    init_texts = clean(HFSampler(init, tokenizer, afd.sampling).sample(demos.prompts, k))
     torch.manual_seed(seed)
-    sft_texts = clean(HFSampler(sft, tokenizer, m.sampling).sample(demos.prompts, k))
+    sft_texts = clean(HFSampler(sft, tokenizer, afd.sampling).sample(demos.prompts, k))
     demo_texts = [
-        steps.truncate_turn(c, m.turn_markers) for c in demos.completions for _ in range(k)
+        parts.truncate_turn(c, afd.turn_markers) for c in demos.completions for _ in range(k)
     ]
-    steps.write_jsonl(
+    write_jsonl(
         run_dir / "samples.jsonl",
         [
             {"prompt": p, "init": a, "sft": b, "demo": c}
@@ -126,61 +111,73 @@ def train_afd(cfg) -> dict[str, Any]:
 
     # ==== 3. the IRL reward models of the variants (BCE; reward = logit) ====================
     texts = (train_prompts, init_texts, sft_texts, demo_texts)
-    rms = {v: _reward_model(cfg, m, v, tokenizer, texts, seed) for v in m.variants}
+    rms = {v: _reward_model(cfg, afd, run_child, v, tokenizer, texts) for v in afd.variants}
     results["reward_models"] = {v: {"path": str(p), **info} for v, (p, info) in rms.items()}
 
     # ==== 4. best-of-N over an N grid on one pool, with the log-ratio baselines =============
     if cfg.eval.synthetic_task:
         paths = {v: p for v, (p, _) in rms.items()}
-        results["best_of_n"] = _bon_curves(cfg, m, paths, sft, init, tokenizer, clean)
+        results["best_of_n"] = _bon_curves(cfg, afd, paths, sft, init, tokenizer, clean)
 
     # ==== 5. extension: RL against the standardised logit, KL to π_SFT =======================
-    if m.rl != "none":
-        results["rl"] = _rl(cfg, m, rms[m.variants[0]][0], str(sft_path))
+    if afd.rl != "none":
+        results["rl"] = _rl(cfg, afd, run_child, rms[afd.variants[0]][0], str(sft_path))
     run.write_eval(results)
     return results
 
 
-def _reward_model(cfg, m: AfDConfig, variant: str, tokenizer, texts, seed):
+def _demonstration_rows(cfg) -> dict[str, Any]:
+    """The rows AfD reads its demonstrations (and RL prompts) from: the run's own data."""
+    return {"train": cfg.data.train, "split": cfg.data.split, "max_rows": cfg.data.max_rows}
+
+
+def _reward_model(cfg, afd: AfDConfig, run_child, variant: str, tokenizer, texts):
     """Train one variant's RM; report held-out accuracy and the length-only baseline."""
     from irlalign.modeling.reward import load_reward_model
 
     prompts, init_texts, sft_texts, demo_texts = texts
     out = cfg.run_dir / f"rm_{variant}"
+    seed = cfg.seed
     if variant == "bt_pairwise":  # the preference baseline: Bradley–Terry on labelled pairs
-        from irlalign.training import train
-
-        sub = _sub_config(cfg, "reward", out, cfg.model.path, m.preferences, {}, m.rm_training)
-        path = Path(train(sub)["final_checkpoint"])
-        return path, {"loss": "bradley_terry"}
+        out = run_child(
+            "reward",
+            cfg,
+            folder=f"rm_{variant}",
+            model=cfg.model.path,
+            data={"train": afd.preferences},
+            training=afd.rm_training,
+        )
+        return Path(out["final_checkpoint"]), {"loss": "bradley_terry"}
     pos, neg = {
         "init_sft": (sft_texts, init_texts),
         "init_demo": (demo_texts, init_texts),
         "sft_demo": (demo_texts, sft_texts),
     }[variant]
     unique = list(dict.fromkeys(prompts))
-    held_prompts = set(np.array(unique)[steps.heldout_split(len(unique), m.heldout_fraction, seed)])
+    held_prompts = set(
+        np.array(unique)[parts.heldout_split(len(unique), afd.heldout_fraction, seed)]
+    )
     held = [p in held_prompts for p in prompts]
     pick = lambda xs, flag: [x for x, h in zip(xs, held, strict=True) if h == flag]  # noqa: E731
-    train_rows = steps.classifier_rows(pick(prompts, False), pick(pos, False), pick(neg, False))
-    test_rows = steps.classifier_rows(pick(prompts, True), pick(pos, True), pick(neg, True))
-    path = steps.train_classifier(cfg.model.path, tokenizer, train_rows, out, m.rm_training, seed)
+    train_rows = parts.classifier_rows(pick(prompts, False), pick(pos, False), pick(neg, False))
+    test_rows = parts.classifier_rows(pick(prompts, True), pick(pos, True), pick(neg, True))
+    path = parts.train_classifier(cfg.model.path, tokenizer, train_rows, out, afd.rm_training, seed)
     rm = load_reward_model(path)
     lengths = lambda rows: [len(tokenizer(t, add_special_tokens=False).input_ids) for t in rows[1]]  # noqa: E731
     return path, {
         "loss": "bce",
         "positives": variant.split("_")[1],
         "negatives": variant.split("_")[0],
-        "train_accuracy": steps.classifier_accuracy(rm, *train_rows),
-        "heldout_accuracy": steps.classifier_accuracy(rm, *test_rows),
-        "length_baseline_accuracy": steps.length_baseline_accuracy(
+        "train_accuracy": parts.classifier_accuracy(rm, *train_rows),
+        "heldout_accuracy": parts.classifier_accuracy(rm, *test_rows),
+        "length_baseline_accuracy": parts.length_baseline_accuracy(
             lengths(train_rows), train_rows[2], lengths(test_rows), test_rows[2]
         ),
         "heldout_pairs": len(test_rows[0]) // 2,
     }
 
 
-def _bon_curves(cfg, m: AfDConfig, rm_paths, sft, init, tokenizer, clean) -> dict[str, Any]:
+def _bon_curves(cfg, afd: AfDConfig, rm_paths, sft, init, tokenizer, clean) -> dict[str, Any]:
     import torch
 
     from irlalign.modeling.log_ratio import LogRatioReward
@@ -188,12 +185,12 @@ def _bon_curves(cfg, m: AfDConfig, rm_paths, sft, init, tokenizer, clean) -> dic
     from irlalign.synthetic import best_of_n as bon
 
     task_dir = cfg.eval.synthetic_task
-    prompts = bon.eval_prompt_texts(task_dir, m.bon_prompts)
+    prompts = bon.eval_prompt_texts(task_dir, afd.bon_prompts)
     torch.manual_seed(cfg.eval.seed)
     pool = bon.draw_pool(
-        task_dir, HFSampler(sft, tokenizer, m.sampling), prompts, max(m.bon_n), clean
+        task_dir, HFSampler(sft, tokenizer, afd.sampling), prompts, max(afd.bon_n), clean
     )
-    init_pool = bon.draw_pool(task_dir, HFSampler(init, tokenizer, m.sampling), prompts, 1, clean)
+    init_pool = bon.draw_pool(task_dir, HFSampler(init, tokenizer, afd.sampling), prompts, 1, clean)
     means = bon.reference_means(task_dir, prompts)
     init_mean = float(init_pool.gold.mean())
     rankers = {
@@ -201,30 +198,40 @@ def _bon_curves(cfg, m: AfDConfig, rm_paths, sft, init, tokenizer, clean) -> dic
         "log_ratio_sum": LogRatioReward(sft, init, tokenizer),
         "log_ratio_mean": LogRatioReward(sft, init, tokenizer, normalise=True),
     }
-    exact = m.bon_estimator == "exact"
+    exact = afd.bon_estimator == "exact"
     curves = {
         name: bon.curve(
-            rm.score(pool.prompts, pool.responses), pool, m.bon_n, means, init_mean, exact
+            rm.score(pool.prompts, pool.responses), pool, afd.bon_n, means, init_mean, exact
         )
         for name, rm in rankers.items()
     }
     return {
-        "pool_size": max(m.bon_n),
+        "pool_size": max(afd.bon_n),
         "prompts": len(prompts),
-        "estimator": m.bon_estimator,
+        "estimator": afd.bon_estimator,
         "reference_means": {**means, "init": init_mean},
         "curves": curves,
     }
 
 
-def _rl(cfg, m: AfDConfig, rm_path: Path, sft_path: str) -> dict[str, Any]:
-    """RLOO/PPO from π_SFT against the standardised RM logit, KL to π_SFT (spec §4.1)."""
-    from irlalign.training import train
-
-    method = {"reward_mode": "terminal", "reward_norm": "initial", "kl_coef": 0.05, **m.rl_method}
-    method["reward_model"] = str(rm_path)
-    training = {"max_steps": 100, **m.rl_training}
-    sub = _sub_config(cfg, m.rl, cfg.run_dir / "rl", sft_path, cfg.data.train, method, training)
-    sub.eval = cfg.eval
-    out = train(sub)
+def _rl(cfg, afd: AfDConfig, run_child, rm_path: Path, sft_path: str) -> dict[str, Any]:
+    """RLOO/PPO from π_SFT against the standardised RM logit, KL to π_SFT (the frozen copy of
+    the starting policy)."""
+    method = {
+        "reward_mode": "terminal",
+        "reward_norm": "initial",
+        "kl_coef": 0.05,
+        **afd.rl_method,
+        "reward_model": str(rm_path),
+    }
+    out = run_child(
+        afd.rl,
+        cfg,
+        folder="rl",
+        model=sft_path,
+        data=_demonstration_rows(cfg),
+        method=method,
+        training={"max_steps": 100, **afd.rl_training},
+        evaluate=True,
+    )
     return {"label": "extension (not in the paper)", **json.loads(json.dumps(out, default=str))}

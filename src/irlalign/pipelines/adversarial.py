@@ -1,5 +1,5 @@
-"""Iterative adversarial AfD, GAIL / AIRL style (specs/afd.md §4.2; an extension, not evaluated
-in the paper). Start from π_0 = the configured model (π_SFT); for each round k:
+"""Iterative adversarial AfD, GAIL / AIRL style (an extension of AfD, not evaluated in the
+paper). Start from π_0 = the configured model (π_SFT); for each round k:
 
 1. sample π_k on the training prompts (same settings and turn truncation as everywhere);
 2. retrain the discriminator: demonstrations (label 1) vs π_k samples (label 0), 1:1, BCE,
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from irlalign.generation.sampling import HFSampler, SamplingConfig
-from irlalign.trainers import afd_steps as steps
-from irlalign.trainers import online
+from irlalign.pipelines import parts
+from irlalign.runs import write_jsonl
 
 
 @dataclass
@@ -40,7 +40,7 @@ class AdversarialConfig:
     sampling: Any = field(default_factory=lambda: SamplingConfig(top_p=0.95, max_new_tokens=128))
 
     def __post_init__(self) -> None:
-        self.sampling = online.sampling_config(self.sampling)
+        self.sampling = SamplingConfig.coerce(self.sampling)
         self.turn_markers = tuple(self.turn_markers)
         if self.rounds < 1 or self.samples_per_prompt < 1:
             raise ValueError("rounds and samples_per_prompt must be >= 1")
@@ -52,21 +52,22 @@ class AdversarialConfig:
             raise ValueError("disc_init is continue|scratch")
 
 
-def train_adversarial(cfg) -> dict[str, Any]:
-    """Run the rounds; returns (and writes to `eval.json`) the per-round summaries."""
+def train_adversarial(cfg, run_child) -> dict[str, Any]:
+    """Run the rounds; returns (and writes to `eval.json`) the per-round summaries.
+    ``run_child(method_name, cfg, **phase)`` runs each round's RL phase."""
     from irlalign.modeling.load import load_model
 
-    m: AdversarialConfig = cfg.method_config
+    adv: AdversarialConfig = cfg.method_config
     run_dir = cfg.run_dir
-    run, seed, tokenizer, demos = steps.open_run(cfg)
-    prompts = [p for p in demos.prompts for _ in range(m.samples_per_prompt)]
-    positives = [steps.truncate_turn(c, m.turn_markers) for c in demos.completions]
-    positives = [c for c in positives for _ in range(m.samples_per_prompt)]
-    if m.positives == "sft_samples":
-        positives = _sample(load_model(cfg.model), tokenizer, m, demos.prompts, seed)
-    held = steps.heldout_split(len(prompts), m.heldout_fraction, seed)
+    run, seed, tokenizer, demos = parts.open_run(cfg)
+    prompts = [p for p in demos.prompts for _ in range(adv.samples_per_prompt)]
+    positives = [parts.truncate_turn(c, adv.turn_markers) for c in demos.completions]
+    positives = [c for c in positives for _ in range(adv.samples_per_prompt)]
+    if adv.positives == "sft_samples":
+        positives = _sample(load_model(cfg.model), tokenizer, adv, demos.prompts, seed)
+    held = parts.heldout_split(len(prompts), adv.heldout_fraction, seed)
     policy, disc, rounds = cfg.model.path, None, []
-    for k in range(m.rounds):
+    for k in range(adv.rounds):
         out = run_dir / f"round_{k}"
         done = out / "round.json"
         if done.exists():  # resume: this round finished before
@@ -74,8 +75,8 @@ def train_adversarial(cfg) -> dict[str, Any]:
         else:
             # ==== 1. samples of π_k ==========================================================
             pol = load_model(dataclasses.replace(cfg.model, path=policy, lora=None))
-            negatives = _sample(pol, tokenizer, m, demos.prompts, seed + 1000 * (k + 1))
-            steps.write_jsonl(
+            negatives = _sample(pol, tokenizer, adv, demos.prompts, seed + 1000 * (k + 1))
+            write_jsonl(
                 out / "samples.jsonl",
                 [
                     {"prompt": p, "policy": n, "positive": q}
@@ -83,22 +84,22 @@ def train_adversarial(cfg) -> dict[str, Any]:
                 ],
             )
             # ==== 2. the discriminator: positives (1) vs π_k samples (0) ======================
-            init = disc if (m.disc_init == "continue" and disc) else cfg.model.path
+            init = disc if (adv.disc_init == "continue" and disc) else cfg.model.path
             pick = lambda xs, flag: [x for x, h in zip(xs, held, strict=True) if h == flag]  # noqa: E731
-            train_rows = steps.classifier_rows(
+            train_rows = parts.classifier_rows(
                 pick(prompts, False), pick(positives, False), pick(negatives, False)
             )
-            test_rows = steps.classifier_rows(
+            test_rows = parts.classifier_rows(
                 pick(prompts, True), pick(positives, True), pick(negatives, True)
             )
-            disc_path = steps.train_classifier(
-                init, tokenizer, train_rows, out / "discriminator", m.rm_training, seed + k
+            disc_path = parts.train_classifier(
+                init, tokenizer, train_rows, out / "discriminator", adv.rm_training, seed + k
             )
             from irlalign.modeling.reward import load_reward_model
 
-            acc = steps.classifier_accuracy(load_reward_model(disc_path), *test_rows)
+            acc = parts.classifier_accuracy(load_reward_model(disc_path), *test_rows)
             # ==== 3. RL against the discriminator's reward, KL to π_SFT ======================
-            rl = _rl(cfg, m, policy, disc_path, out / "policy")
+            rl = _rl(cfg, adv, run_child, policy, disc_path, f"round_{k}/policy")
             summary = {
                 "round": k,
                 "policy_in": str(policy),
@@ -115,8 +116,8 @@ def train_adversarial(cfg) -> dict[str, Any]:
         policy, disc = summary["policy_out"], summary["discriminator"]
     results = {
         "label": "extension (not in the paper)",
-        "reward": m.reward,
-        "positives": m.positives,
+        "reward": adv.reward,
+        "positives": adv.positives,
         "rounds": rounds,
         "final_checkpoint": policy,
     }
@@ -129,36 +130,28 @@ def _gold(summary: dict) -> dict[str, float]:
     return {f"eval/{k}": syn[k] for k in ("gold_return", "normalised_score", "kl_ref") if k in syn}
 
 
-def _sample(model, tokenizer, m: AdversarialConfig, prompts, seed: int) -> list[str]:
+def _sample(model, tokenizer, adv: AdversarialConfig, prompts, seed: int) -> list[str]:
     import torch
 
     torch.manual_seed(seed)
-    rollouts = HFSampler(model, tokenizer, m.sampling).sample(prompts, m.samples_per_prompt)
-    return steps.responses(rollouts, m.turn_markers)
+    rollouts = HFSampler(model, tokenizer, adv.sampling).sample(prompts, adv.samples_per_prompt)
+    return parts.responses(rollouts, adv.turn_markers)
 
 
-def _rl(cfg, m: AdversarialConfig, policy: str, disc: Path, out: Path) -> dict[str, Any]:
-    from irlalign.training import resolve, train
-
-    spec = f"gail:{disc}" if m.reward == "gail" else str(disc)
-    method = {"reward_mode": "terminal", "reward_norm": "initial", "kl_coef": 0.05, **m.rl_method}
+def _rl(cfg, adv: AdversarialConfig, run_child, policy: str, disc: Path, folder: str):
+    """RL from π_k against the discriminator's reward; the KL reference stays π_SFT."""
+    spec = f"gail:{disc}" if adv.reward == "gail" else str(disc)
+    method = {"reward_mode": "terminal", "reward_norm": "initial", "kl_coef": 0.05, **adv.rl_method}
     method["reward_model"] = spec
-    method.setdefault("sampling", dataclasses.asdict(m.sampling))
-    raw = {
-        "model": {
-            **dataclasses.asdict(cfg.model),
-            "path": policy,
-            "reference_path": cfg.model.path,
-        },  # the KL reference stays π_SFT
-        "data": dataclasses.asdict(cfg.data),
-        "method": method,
-        "training": {
-            "seed": cfg.training.get("seed", 42),
-            "use_cpu": cfg.training.get("use_cpu", False),
-            "max_steps": 50,
-            **m.rl_training,
-            "output_dir": str(out),
-        },
-        "eval": dataclasses.asdict(cfg.eval),
-    }
-    return train(resolve(m.rl, raw))
+    method.setdefault("sampling", dataclasses.asdict(adv.sampling))
+    return run_child(
+        adv.rl,
+        cfg,
+        folder=folder,
+        model=policy,
+        reference=cfg.model.path,
+        data={"train": cfg.data.train, "split": cfg.data.split, "max_rows": cfg.data.max_rows},
+        method=method,
+        training={"max_steps": 50, **adv.rl_training},
+        evaluate=True,
+    )

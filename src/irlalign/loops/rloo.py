@@ -17,28 +17,29 @@ import torch
 
 from irlalign.generation.rewards import policy_token_rewards
 from irlalign.generation.sampling import SamplingConfig
+from irlalign.loops.setup import GOLD, LoopContext, check_reward_fields, setup
+from irlalign.loops.step import (
+    action_mask,
+    end_step,
+    finish,
+    normalise,
+    optimizer_step,
+    reference_logps,
+    rollout,
+    rollout_metrics,
+)
 from irlalign.losses.policy_gradient import (
     kl_penalised_rewards,
     rloo_advantages,
     rloo_loss,
     whiten,
 )
-from irlalign.trainers import online
-from irlalign.trainers.common import response_logps
-from irlalign.trainers.online_run import (
-    end_step,
-    finish,
-    normalise,
-    optimizer_step,
-    rollout,
-    rollout_metrics,
-    setup,
-)
+from irlalign.modeling.forward import response_logps
 
 
 @dataclass
 class RLOOConfig:
-    reward_model: str = online.GOLD  # reward-model folder, or "gold" (synthetic r*)
+    reward_model: str = GOLD  # reward-model folder, or "gold" (synthetic r*)
     reward_mode: str = "dense"  # "dense" per-token rewards, or "terminal" sequence scores
     reward_norm: str = "none"  # "none", "batch", "initial"
     kl_coef: float = 0.05  # β: per-token penalty β·(log π − log π_ref)
@@ -50,8 +51,8 @@ class RLOOConfig:
     sampling: Any = field(default_factory=SamplingConfig)
 
     def __post_init__(self) -> None:
-        online.check_reward_fields(self)
-        self.sampling = online.sampling_config(self.sampling)
+        check_reward_fields(self)
+        self.sampling = SamplingConfig.coerce(self.sampling)
         if self.k < 2:
             raise ValueError("RLOO needs k >= 2 samples per prompt")
         if self.prompts_per_step < 1 or self.micro_batch < 1:
@@ -60,50 +61,55 @@ class RLOOConfig:
 
 def train_rloo(cfg) -> dict[str, Any]:
     """Run RLOO for `training.max_steps` steps; returns what `eval.json` holds."""
-    o = setup(cfg)
-    m: RLOOConfig = cfg.method_config
-    while o.state.step < o.args.max_steps:
+    ctx = setup(cfg)
+    rloo: RLOOConfig = cfg.method_config
+    while ctx.state.step < ctx.args.max_steps:
         # ---- sample: k continuations of this step's prompts from the current policy
-        ro = rollout(o, o.state.step)
-        mask = online.action_mask(ro)
+        rollouts = rollout(ctx, ctx.state.step)
+        mask = action_mask(rollouts)
         # ---- reward: per-token (dense) or on the last token (terminal), then the KL penalty
-        raw = policy_token_rewards(o.reward_model, o.tokenizer, ro, dense=m.reward_mode == "dense")
-        rewards = normalise(o, raw, mask)
-        ref_logps = online.reference_logps(o.ref, ro, o.device, m.chunk_tokens).cpu()
-        shaped = kl_penalised_rewards(rewards, ro.logps, ref_logps, mask, kl_coef=m.kl_coef)
-        adv = rloo_advantages(shaped.sum(1), k=m.k)
-        if m.normalize_advantages:
+        raw = policy_token_rewards(
+            ctx.reward_model, ctx.tokenizer, rollouts, dense=rloo.reward_mode == "dense"
+        )
+        rewards = normalise(ctx, raw, mask)
+        ref_logps = reference_logps(ctx.ref, rollouts, ctx.device, rloo.chunk_tokens).cpu()
+        shaped = kl_penalised_rewards(
+            rewards, rollouts.logps, ref_logps, mask, kl_coef=rloo.kl_coef
+        )
+        adv = rloo_advantages(shaped.sum(1), k=rloo.k)
+        if rloo.normalize_advantages:
             adv = whiten(adv, torch.ones_like(adv))
         # ---- update: one REINFORCE step with the leave-one-out baseline
-        loss_sum = _update(o, m, ro, adv)
-        grad_norm = optimizer_step(o)
-        o.scheduler.step()
-        o.state.step += 1
-        kl = ((ro.logps - ref_logps) * mask).sum(1)
+        loss_sum = _update(ctx, rloo, rollouts, adv)
+        grad_norm = optimizer_step(ctx)
+        ctx.scheduler.step()
+        ctx.state.step += 1
+        kl = ((rollouts.logps - ref_logps) * mask).sum(1)
         end_step(
-            o,
+            ctx,
             {
                 "loss/total": loss_sum,
-                **rollout_metrics(raw, shaped, kl, mask, ro),
+                **rollout_metrics(raw, shaped, kl, mask, rollouts),
                 "rl/grad_norm": grad_norm,
-                "rl/lr": o.scheduler.get_last_lr()[0],
+                "rl/lr": ctx.scheduler.get_last_lr()[0],
             },
         )
-    return finish(o)
+    return finish(ctx)
 
 
-def _update(o, m: RLOOConfig, ro, adv) -> float:
+def _update(ctx: LoopContext, rloo: RLOOConfig, rollouts, adv) -> float:
     """Accumulate the gradient of the batch loss over micro-batches of rows."""
-    rows = ro.input_ids.shape[0]
+    rows = rollouts.input_ids.shape[0]
     total = 0.0
-    for start in range(0, rows, m.micro_batch):
-        sl = slice(start, start + m.micro_batch)
+    for start in range(0, rows, rloo.micro_batch):
+        sl = slice(start, start + rloo.micro_batch)
         ids, am, cm = (
-            t[sl].to(o.device) for t in (ro.input_ids, ro.attention_mask, ro.completion_mask)
+            t[sl].to(ctx.device)
+            for t in (rollouts.input_ids, rollouts.attention_mask, rollouts.completion_mask)
         )
-        logps, _ = response_logps(o.policy, ids, am, cm, m.chunk_tokens)
-        loss, _ = rloo_loss(logps, adv[sl].to(o.device), cm[:, 1:])
+        logps, _ = response_logps(ctx.policy, ids, am, cm, rloo.chunk_tokens)
+        loss, _ = rloo_loss(logps, adv[sl].to(ctx.device), cm[:, 1:])
         loss = loss * (ids.shape[0] / rows)  # the mean over all rows, in pieces
-        o.accelerator.backward(loss)
+        ctx.accelerator.backward(loss)
         total += float(loss.detach())
     return total

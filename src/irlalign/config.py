@@ -1,0 +1,220 @@
+"""The run config: five sections, strict keys, YAML number coercion and `--section.key` flags.
+
+A config has `model` (`ModelOptions`), `data` (`DataOptions`), `method`
+(the method's own dataclass), `training` (`transformers.TrainingArguments` keywords, or
+`LoopArgs` for the online loops and pipelines) and `eval` (`EvalOptions`). Unknown keys are
+errors. This module imports neither torch nor transformers, so building and checking a config
+is cheap; `irlalign.methods.resolve` turns a raw mapping into a `RunConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SECTIONS = ("model", "data", "method", "training", "eval")
+DTYPE_NAMES = ("bfloat16", "float16", "float32")  # `model.dtype`; torch dtypes in modeling.load
+
+
+@dataclass
+class LoraOptions:
+    """LoRA through peft; `target_modules=None` lets peft pick the architecture's defaults."""
+
+    r: int = 16  # adapter rank
+    alpha: int = 32  # scaling numerator: updates are scaled by alpha / r
+    dropout: float = 0.05  # dropout on the adapter's input
+    target_modules: list[str] | str | None = None  # None: peft's default for the architecture
+    # Modules trained in full and saved beside the adapter (e.g. a new score head).
+    modules_to_save: list[str] | None = None
+
+
+@dataclass
+class ModelOptions:
+    """How to load one model. `path` is a local folder or a Hub id."""
+
+    path: str  # a local model folder or a Hub id
+    dtype: str = "float32"  # float32, bfloat16 or float16 weights
+    device: str | None = None  # None: leave placement to accelerate / the trainer
+    trust_remote_code: bool = False  # passed to `from_pretrained`; off unless you trust the repo
+    lora: LoraOptions | None = None  # train LoRA adapters instead of every weight
+    extra: dict[str, Any] = field(default_factory=dict)  # more `from_pretrained` keywords
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPE_NAMES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPE_NAMES)}, got {self.dtype!r}")
+        if isinstance(self.lora, dict):
+            self.lora = LoraOptions(**self.lora)
+
+
+@dataclass
+class DataOptions:
+    train: str = ""  # .jsonl/.json/.csv/.parquet file, save_to_disk folder or Hub id
+    split: str = "train"  # the split of `train` to read
+    eval: str | None = None  # held-out data in the same formats (None: no evaluation set)
+    eval_split: str = "test"  # the split of `eval` to read
+    max_rows: int | None = None  # use the first N training rows (data-size studies)
+    max_length: int | None = 512  # prompt + response tokens per row (None: no limit)
+    max_prompt_length: int | None = None  # prompt tokens kept when truncating (None: no cap)
+    # Rows over the limits: "truncate_prompt_left" keeps the prompt's last tokens, then cuts the
+    # response on the right (what is trained on survives longest); "drop" skips the row.
+    truncation: str = "truncate_prompt_left"
+    add_special_tokens: bool = False  # let the tokenizer add BOS/EOS (chat templates add theirs)
+    append_eos: bool = True  # end every response with EOS, so the model learns to stop
+
+    def __post_init__(self) -> None:
+        if not self.train:
+            raise ValueError("data.train is required")
+        if self.max_rows is not None and self.max_rows < 1:
+            raise ValueError("data.max_rows must be >= 1")
+
+
+# How a dataset is cut into tokens: what a child run inherits from its parent's `data` section
+# (the rows themselves never are).
+TOKENISATION_FIELDS = (
+    "max_length",
+    "max_prompt_length",
+    "truncation",
+    "add_special_tokens",
+    "append_eos",
+)
+
+
+@dataclass
+class EvalOptions:
+    synthetic_task: str | None = None  # task folder: evaluate the final model on it
+    samples: int = 4  # responses per held-out prompt
+    seed: int = 0  # sampling seed of the evaluation (independent of training's)
+
+
+@dataclass
+class RunConfig:
+    method_name: str
+    model: ModelOptions
+    data: DataOptions
+    method_config: Any
+    training: dict[str, Any]
+    eval: EvalOptions = field(default_factory=EvalOptions)
+    reference: ModelOptions | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.training["output_dir"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.training.get("seed", 42))
+
+    def to_dict(self) -> dict[str, Any]:
+        """What `config.yaml` holds (a reference model is written as `model.reference_path`)."""
+        model = dataclasses.asdict(self.model)
+        return {
+            "method_name": self.method_name,
+            "model": model,
+            "data": dataclasses.asdict(self.data),
+            "method": dataclasses.asdict(self.method_config),
+            "training": self.training,
+            "eval": dataclasses.asdict(self.eval),
+        }
+
+
+def build_section(cls: type, values: dict[str, Any] | None, section: str):
+    """``cls(**values)`` with unknown keys reported by name and section."""
+    values = dict(values or {})
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown key(s) in section '{section}': {', '.join(unknown)}")
+    return cls(**values)
+
+
+# YAML 1.1 (PyYAML) reads `1e-4` as a string; only `1.0e-4` is a float. Users write both.
+_EXPONENT_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def coerce_numbers(value: Any) -> Any:
+    """Floats written like `1e-4` (strings to PyYAML) become floats, at any depth."""
+    if isinstance(value, dict):
+        return {k: coerce_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [coerce_numbers(v) for v in value]
+    if isinstance(value, str) and _EXPONENT_FLOAT.match(value):
+        return float(value)
+    return value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`--section.key value` pairs (values parsed as YAML scalars) onto a raw config."""
+    import yaml
+
+    if len(overrides) % 2:
+        raise ValueError(f"overrides come in '--section.key value' pairs, got {overrides}")
+    out = {k: dict(v or {}) if isinstance(v, dict) else v for k, v in raw.items()}
+    for flag, value in zip(overrides[::2], overrides[1::2], strict=True):
+        if not flag.startswith("--") or "." not in flag:
+            raise ValueError(f"bad override {flag!r}; expected --section.key")
+        section, key = flag[2:].split(".", 1)
+        if section not in SECTIONS:
+            raise ValueError(f"unknown config section {section!r} in {flag}")
+        set_nested(out.setdefault(section, {}), key, yaml.safe_load(value))
+    return out
+
+
+def set_nested(node: dict[str, Any], dotted: str, value: Any) -> None:
+    """``node[a][b][c] = value`` for ``dotted = "a.b.c"``, creating (copies of) the parents."""
+    *parents, leaf = dotted.split(".")
+    for name in parents:
+        node[name] = dict(node.get(name) or {})
+        node = node[name]
+    node[leaf] = value
+
+
+@dataclass(frozen=True)
+class FieldDoc:
+    name: str
+    type: str
+    default: str
+    help: str
+
+
+def field_docs(cls: type) -> list[FieldDoc]:
+    """Every field of a config dataclass with its type, default and help: the comment on the
+    field's line, else the comment lines just above it (read from the class's source)."""
+    import inspect
+
+    comments = _field_comments(inspect.getsource(cls))
+    return [
+        FieldDoc(f.name, _type_name(f.type), _default_text(f), comments.get(f.name, ""))
+        for f in dataclasses.fields(cls)
+    ]
+
+
+def _field_comments(source: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    above: list[str] = []
+    for line in source.splitlines():
+        text = line.strip()
+        if text.startswith("#"):
+            above.append(text.lstrip("# ").strip())
+            continue
+        match = re.match(r"^(\w+)\s*:[^#]*?(?:#\s*(.*))?$", text)
+        if match and not text.startswith(("def ", "class ", "return")):
+            name, inline = match.group(1), (match.group(2) or "").strip()
+            out.setdefault(name, inline or " ".join(above))
+        above = []
+    return out
+
+
+def _type_name(annotation: Any) -> str:
+    return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+
+
+def _default_text(f: dataclasses.Field) -> str:
+    if f.default is not dataclasses.MISSING:
+        return repr(f.default)
+    if f.default_factory is not dataclasses.MISSING:
+        value = f.default_factory()
+        return repr(dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value)
+    return "(required)"

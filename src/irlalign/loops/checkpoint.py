@@ -1,0 +1,117 @@
+"""Checkpoints of the online loops: `checkpoints/step_<n>/` holds the policy (a model folder, or
+a LoRA adapter folder, plus any heads), the tokenizer, and `loop_state.pt` (optimizer, LR
+schedule, RNG states and the loop's own counters), so that a resumed run continues exactly."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from irlalign.modeling.forward import peft_wrapper, unwrap
+
+STATE_FILE = "loop_state.pt"
+
+
+@dataclass
+class LoopState:
+    """What a loop must carry across a resume besides weights and optimizer."""
+
+    step: int = 0  # completed optimisation steps
+    reward_mean: float | None = None  # the "initial" reward normaliser, fixed once measured
+    reward_std: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    found = (run_dir / "checkpoints").glob("step_*")
+    return sorted((p for p in found if (p / STATE_FILE).exists()), key=lambda p: int(p.name[5:]))
+
+
+def save_policy(policy, folder: Path) -> None:
+    """A plain `save_pretrained` folder (plus heads), or a LoRA adapter folder (plus heads)."""
+    from irlalign.modeling.heads import save_heads, save_pretrained_with_heads, split_head_state
+
+    peft = peft_wrapper(policy)
+    if peft is None:
+        save_pretrained_with_heads(unwrap(policy), folder)
+        return
+    peft.save_pretrained(folder)
+    save_heads(unwrap(policy), folder, split_head_state(unwrap(policy).state_dict())[1])
+
+
+def save_checkpoint(
+    run_dir: Path, policy, tokenizer, optimizer, state: LoopState, keep: int | None, scheduler=None
+) -> Path:
+    """`checkpoints/step_<n>/`; keeps the newest ``keep`` of them."""
+    folder = run_dir / "checkpoints" / f"step_{state.step}"
+    save_policy(policy, folder)
+    tokenizer.save_pretrained(folder)
+    rng = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    torch.save(
+        {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "state": state.__dict__,
+            "rng": rng,
+        },
+        folder / STATE_FILE,
+    )
+    if keep is not None:
+        for old in checkpoint_dirs(run_dir)[:-keep]:
+            shutil.rmtree(old)
+    return folder
+
+
+def load_checkpoint(folder: Path, policy, optimizer, scheduler=None) -> LoopState:
+    """Weights (and heads) into ``policy``, the optimizer state, RNG state; returns the state."""
+    from safetensors.torch import load_file
+
+    from irlalign.modeling.heads import load_heads
+
+    base, peft = unwrap(policy), peft_wrapper(policy)
+    if peft is not None:  # a LoRA policy: the checkpoint holds the adapter
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(peft, load_file(str(folder / "adapter_model.safetensors")))
+    else:
+        base.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)
+    load_heads(base, folder)
+    saved = torch.load(folder / STATE_FILE, weights_only=False)
+    optimizer.load_state_dict(saved["optimizer"])
+    if scheduler is not None and saved.get("scheduler") is not None:
+        scheduler.load_state_dict(saved["scheduler"])
+    torch.set_rng_state(saved["rng"]["torch"])
+    np.random.set_state(saved["rng"]["numpy"])
+    random.setstate(saved["rng"]["python"])
+    return LoopState(**saved["state"])
+
+
+def resume_folder(run_dir: Path, resume: bool | str | None) -> Path | None:
+    """The checkpoint `resume_from_checkpoint` names: true/"latest" = the newest `step_<n>`."""
+    if not resume:
+        return None
+    if isinstance(resume, str) and resume.lower() not in ("true", "latest"):
+        return Path(resume)
+    dirs = checkpoint_dirs(run_dir)
+    return dirs[-1] if dirs else None
+
+
+def truncate_metrics(run_dir: Path, step: int) -> None:
+    """Drop metric lines logged after the checkpoint a run resumes from (they are redone)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= step]
+    path.write_text("".join(ln + "\n" for ln in kept))

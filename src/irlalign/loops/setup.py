@@ -1,0 +1,200 @@
+"""What every online loop sets up: its `training` section (`LoopArgs`), accelerate, the policy
+and its frozen reference, optimizer and schedule, the reward model, the prompts, and a resume
+from the newest checkpoint. The result is one `LoopContext` the loops read by name."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from irlalign.config import RunConfig
+from irlalign.loops.checkpoint import LoopState, load_checkpoint, resume_folder, truncate_metrics
+from irlalign.modeling.reward import RewardModel
+
+GOLD = "gold"  # reward_model value: the synthetic task's true reward r* (needs eval.synthetic_task)
+
+
+@dataclass
+class LoopArgs:
+    """The `training` section of an online method (the loops do not use `TrainingArguments`)."""
+
+    output_dir: str
+    max_steps: int = 100
+    learning_rate: float = 1e-5
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    warmup_steps: int = 0
+    seed: int = 42
+    logging_steps: int = 1
+    save_steps: int = 50
+    save_total_limit: int | None = 2
+    eval_steps: int | None = None  # synthetic evaluation every N steps (None: at the end only)
+    use_cpu: bool = False
+    bf16: bool = False
+    resume_from_checkpoint: bool | str | None = None  # true = the latest `step_<n>` folder
+    report_to: str | list[str] = "none"  # "tensorboard", "wandb" (through accelerate)
+    disable_tqdm: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1 or self.save_steps < 1 or self.logging_steps < 1:
+            raise ValueError("max_steps, save_steps and logging_steps must be >= 1")
+        if self.eval_steps is not None and self.eval_steps < 1:
+            raise ValueError("eval_steps must be >= 1 or null")
+
+
+def check_reward_fields(method_config: Any) -> None:
+    """Validation shared by the RL configs' reward fields (`reward_model`, `reward_mode`,
+    `reward_norm`, `kl_coef`)."""
+    if method_config.reward_mode not in ("dense", "terminal"):
+        raise ValueError("reward_mode must be 'dense' or 'terminal'")
+    if method_config.reward_norm not in ("none", "batch", "initial"):
+        raise ValueError("reward_norm must be 'none', 'batch' or 'initial'")
+    if method_config.kl_coef < 0:
+        raise ValueError("kl_coef must be >= 0")
+    if not method_config.reward_model:
+        raise ValueError("reward_model is required: a reward-model folder, or 'gold'")
+
+
+@dataclass
+class LoopContext:
+    """Everything a loop step reads; `state` is what a checkpoint carries across a resume."""
+
+    cfg: RunConfig
+    args: LoopArgs
+    accelerator: Any
+    policy: torch.nn.Module
+    ref: torch.nn.Module
+    tokenizer: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    reward_model: RewardModel
+    prompts: list[str]
+    state: LoopState
+    started: float = field(default_factory=time.time)
+
+    @property
+    def method_config(self) -> Any:
+        return self.cfg.method_config
+
+    @property
+    def run_dir(self) -> Path:
+        return self.cfg.run_dir
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    @property
+    def task_dir(self) -> str | None:
+        return self.cfg.eval.synthetic_task
+
+
+def load_prompts(source: str, split: str, tokenizer, max_rows: int | None = None) -> list[str]:
+    """Prompt strings of any supported dataset (validated first); chat prompts are rendered with
+    the tokenizer's template and its generation prompt, as training data would be."""
+    from irlalign.data.formats import check_dataset
+    from irlalign.data.loading import load_rows
+
+    rows = load_rows(source, split)
+    if max_rows is not None:
+        rows = rows.select(range(min(max_rows, len(rows))))
+    fmt = check_dataset(rows, f"{source} [{split}]").fmt
+    if fmt.kind == "messages":
+        msgs = [r[:-1] for r in rows["messages"]]
+    elif fmt.conversational:
+        msgs = list(rows["prompt"])
+    else:
+        return list(dict.fromkeys(rows["prompt"]))
+    rendered = [
+        tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in msgs
+    ]
+    return list(dict.fromkeys(rendered))
+
+
+def prompt_batch(
+    prompts: list[str], step: int, n: int, seed: int, rank: int = 0, world: int = 1
+) -> list[str]:
+    """Process ``rank``'s ``n`` prompts of (0-based) ``step``: epochs of seeded shuffles, a pure
+    function of the step so that a resumed run draws exactly the prompts it would have."""
+    out = []
+    for i in range(n):
+        epoch, pos = divmod((step * world + rank) * n + i, len(prompts))
+        order = np.random.default_rng([seed, epoch]).permutation(len(prompts))
+        out.append(prompts[int(order[pos])])
+    return out
+
+
+def load_reward(spec: str, task_dir: str | None, tokenizer) -> RewardModel:
+    """A `reward_model` value: `gold` (the synthetic r*), `gail:<folder>` or a folder."""
+    from irlalign.modeling.reward import load_reward_model
+
+    if spec == GOLD:
+        if not task_dir:
+            raise ValueError("reward_model 'gold' needs eval.synthetic_task (the task folder)")
+        from irlalign.synthetic.build import load_task
+        from irlalign.synthetic.gold import GoldReward
+
+        return GoldReward(load_task(task_dir), tokenizer)
+    from irlalign.modeling.gail_reward import PREFIX, GAILReward
+
+    if spec.startswith(PREFIX):
+        return GAILReward(load_reward_model(spec[len(PREFIX) :]))
+    return load_reward_model(spec)
+
+
+def _accelerator(cfg: RunConfig, args: LoopArgs):
+    from accelerate import Accelerator
+
+    report = [] if args.report_to in ("none", None, []) else args.report_to
+    acc = Accelerator(
+        cpu=args.use_cpu,
+        mixed_precision="bf16" if args.bf16 else "no",
+        log_with=report or None,
+        project_dir=str(cfg.run_dir),
+    )
+    return acc, report
+
+
+def setup(cfg: RunConfig, prepare_model: Callable[[torch.nn.Module], None] | None = None):
+    """Load everything a loop needs; ``prepare_model`` may attach heads (PPO's value head)
+    before the optimizer sees the parameters. Resumes when `resume_from_checkpoint` says so."""
+    from transformers import get_scheduler, set_seed
+
+    from irlalign.modeling.forward import unwrap
+    from irlalign.modeling.load import frozen_copy, load_model, load_tokenizer
+    from irlalign.runs import RunFolder
+
+    args = LoopArgs(**cfg.training)
+    acc, report = _accelerator(cfg, args)
+    set_seed(args.seed)
+    run = RunFolder(cfg.run_dir)
+    if acc.is_main_process:
+        run.write_config(cfg.to_dict())
+        run.write_env(args.seed)
+    tokenizer = load_tokenizer(cfg.model.path, cfg.model.trust_remote_code)
+    policy = load_model(cfg.model)
+    if prepare_model is not None:
+        prepare_model(policy)
+    ref = load_model(cfg.reference) if cfg.reference else frozen_copy(unwrap(policy))
+    ref.to(acc.device).eval().requires_grad_(False)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
+    sched = get_scheduler("linear", opt, args.warmup_steps, args.max_steps)
+    rm = load_reward(cfg.method_config.reward_model, cfg.eval.synthetic_task, tokenizer)
+    prompts = load_prompts(cfg.data.train, cfg.data.split, tokenizer, cfg.data.max_rows)
+    state = LoopState()
+    folder = resume_folder(cfg.run_dir, args.resume_from_checkpoint)
+    if folder is not None:
+        state = load_checkpoint(folder, policy, opt, sched)
+        truncate_metrics(cfg.run_dir, state.step)
+        print(f"resumed from {folder} at step {state.step}")
+    policy, opt = acc.prepare(policy, opt)
+    if report:
+        acc.init_trackers("irlalign", config={"method": cfg.method_name})
+    return LoopContext(cfg, args, acc, policy, ref, tokenizer, opt, sched, rm, prompts, state)

@@ -1,0 +1,171 @@
+"""One loop step's shared parts: rollouts of the current policy, reference log-probs, reward
+standardisation, the optimizer step, logging / evaluation / checkpointing, and the final save."""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from irlalign.generation.sampling import HFSampler, Rollouts, SamplingConfig
+from irlalign.loops.checkpoint import save_checkpoint, save_policy
+from irlalign.loops.setup import LoopContext, prompt_batch
+from irlalign.losses.policy_gradient import standardise_rewards
+from irlalign.modeling.forward import peft_wrapper, response_logps, unwrap
+from irlalign.runs import RunFolder
+
+
+def sample(policy, tokenizer, sampling: SamplingConfig, prompts: list[str], k: int, seed: int):
+    """Rollouts of the current policy (dropout off), seeded so a resumed step redraws them."""
+    torch.manual_seed(seed)
+    model = unwrap(policy)
+    was_training = model.training
+    rollouts = HFSampler(model.eval(), tokenizer, sampling).sample(prompts, k)
+    model.train(was_training)
+    return rollouts
+
+
+def rollout(ctx: LoopContext, step: int) -> Rollouts:
+    """This process's prompts of ``step`` and ``k`` samples each from the current policy."""
+    rl, acc = ctx.method_config, ctx.accelerator
+    prompts = prompt_batch(
+        ctx.prompts, step, rl.prompts_per_step, ctx.args.seed, acc.process_index, acc.num_processes
+    )
+    return sample(ctx.policy, ctx.tokenizer, rl.sampling, prompts, rl.k, ctx.args.seed + step)
+
+
+@torch.no_grad()
+def reference_logps(ref, rollouts: Rollouts, device, chunk_tokens: int | None) -> Tensor:
+    ids, am, cm = (
+        t.to(device)
+        for t in (rollouts.input_ids, rollouts.attention_mask, rollouts.completion_mask)
+    )
+    return response_logps(ref, ids, am, cm, chunk_tokens)[0]
+
+
+def action_mask(rollouts: Rollouts) -> Tensor:
+    return rollouts.completion_mask[:, 1:].bool()
+
+
+def reward_stats(rewards: Tensor, mask: Tensor) -> tuple[float, float]:
+    """Mean and std of per-sequence returns."""
+    totals = torch.where(mask, rewards, torch.zeros_like(rewards)).sum(1)
+    return float(totals.mean()), float(totals.std().clamp_min(1e-6)) if totals.numel() > 1 else 1.0
+
+
+def rollout_metrics(
+    raw: Tensor, shaped: Tensor, kl: Tensor, mask: Tensor, rollouts: Rollouts
+) -> dict[str, float]:
+    """What both loops log about a batch: raw reward, shaped return, KL, length, EOS rate."""
+    returns = (raw * mask).sum(1)
+    return {
+        "rl/reward": float(returns.mean()),
+        "rl/reward_std": float(returns.std()),
+        "rl/return": float(shaped.sum(1).mean()),
+        "policy/kl": float(kl.mean()),
+        "rl/length": float(mask.sum(1).float().mean()),
+        "rl/finished": float(rollouts.finished.float().mean()),
+    }
+
+
+def normalise(ctx: LoopContext, rewards: Tensor, mask: Tensor) -> Tensor:
+    """The configured reward standardisation (`reward_norm`)."""
+    how = ctx.method_config.reward_norm
+    if how == "none":
+        return rewards
+    mean, std = reward_stats(rewards, mask)
+    if how == "initial":
+        if ctx.state.reward_mean is None:  # measured once, on the initial policy's first batch
+            ctx.state.reward_mean, ctx.state.reward_std = mean, std
+        mean, std = ctx.state.reward_mean, ctx.state.reward_std
+    return standardise_rewards(rewards, mask, mean=mean, std=std)
+
+
+def optimizer_step(ctx: LoopContext) -> float:
+    """Clip, step, zero (the loops step the schedule once per iteration); returns the
+    pre-clip gradient norm."""
+    norm = ctx.accelerator.clip_grad_norm_(ctx.policy.parameters(), ctx.args.max_grad_norm)
+    ctx.optimizer.step()
+    ctx.optimizer.zero_grad(set_to_none=True)
+    return float(norm)
+
+
+def end_step(ctx: LoopContext, metrics: dict[str, float]) -> None:
+    """Log (every `logging_steps`), evaluate (every `eval_steps`) and checkpoint (`save_steps`)."""
+    step, args = ctx.state.step, ctx.args
+    if args.eval_steps and step % args.eval_steps == 0:
+        metrics.update(eval_metrics(ctx))
+    if step % args.logging_steps == 0 or "eval/normalised_score" in metrics:
+        metrics = {"step": step, "time/elapsed_s": time.time() - ctx.started, **metrics}
+        if ctx.accelerator.is_main_process:
+            RunFolder(ctx.run_dir).log_metrics(metrics)
+            if not args.disable_tqdm:
+                shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
+                print(f"step {step}/{args.max_steps}", shown, flush=True)
+        ctx.accelerator.log(metrics, step=step)
+    if step % args.save_steps == 0 and ctx.accelerator.is_main_process:
+        save_checkpoint(
+            ctx.run_dir,
+            ctx.policy,
+            ctx.tokenizer,
+            ctx.optimizer,
+            ctx.state,
+            args.save_total_limit,
+            ctx.scheduler,
+        )
+
+
+def evaluate_policy(task_dir: str | None, policy, tokenizer, samples: int, seed: int) -> dict:
+    """Synthetic-task metrics of the in-memory policy ({} without a task)."""
+    if not task_dir:
+        return {}
+    from irlalign.synthetic.runner import eval_policy_model
+
+    model = unwrap(policy)
+    was_training = model.training
+    side = tokenizer.padding_side
+    try:
+        return eval_policy_model(task_dir, model.eval(), tokenizer, samples, seed)
+    finally:
+        model.train(was_training)
+        tokenizer.padding_side = side
+
+
+def eval_metrics(ctx: LoopContext) -> dict[str, float]:
+    ev = ctx.cfg.eval
+    if not ctx.task_dir or not ctx.accelerator.is_main_process:
+        return {}
+    res = evaluate_policy(ctx.task_dir, ctx.policy, ctx.tokenizer, ev.samples, ev.seed)
+    keys = ("gold_return", "normalised_score", "kl_ref", "kl_expert", "self_bleu", "distinct_2")
+    return {f"eval/{k}": float(res[k]) for k in keys}
+
+
+def finish(ctx: LoopContext, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`checkpoints/final` (for LoRA the adapter, plus a merged `final_merged`), the final
+    synthetic evaluation and `eval.json`."""
+    ctx.accelerator.wait_for_everyone()
+    results: dict[str, Any] = dict(extra or {})
+    if ctx.accelerator.is_main_process:
+        final = ctx.run_dir / "checkpoints" / "final"
+        save_policy(ctx.policy, final)
+        ctx.tokenizer.save_pretrained(final)
+        results["final_checkpoint"] = str(final)
+        peft = peft_wrapper(ctx.policy)
+        if peft is not None:
+            from irlalign.modeling.heads import save_pretrained_with_heads
+
+            merged = ctx.run_dir / "checkpoints" / "final_merged"
+            save_pretrained_with_heads(copy.deepcopy(peft).merge_and_unload(), merged)
+            ctx.tokenizer.save_pretrained(merged)
+            results["merged_checkpoint"] = str(merged)
+        results["steps"] = ctx.state.step
+        if ctx.task_dir:
+            ev = ctx.cfg.eval
+            res = evaluate_policy(ctx.task_dir, ctx.policy, ctx.tokenizer, ev.samples, ev.seed)
+            results["synthetic"] = {"policy": str(final), **res}
+        RunFolder(ctx.run_dir).write_eval(results)
+    ctx.accelerator.end_training()
+    return results

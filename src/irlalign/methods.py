@@ -1,0 +1,202 @@
+"""The method table, `resolve` (raw mapping → `RunConfig`), `train` (run one config end to end)
+and `run_child`, the one place that decides what a pipeline's sub-run inherits.
+
+Each `MethodSpec` names its config dataclass and its runner as "module:attribute" strings,
+imported on first use: reading the table (the CLI's `--help`, config validation) costs no torch
+import, and running one method imports only that method's code.
+
+Three kinds of runner:
+- `trainer`: a `transformers.Trainer` subclass, run by `irlalign.trainers.run`;
+- `loop`: an explicit accelerate loop `fn(cfg) -> results` (`irlalign.loops`);
+- `pipeline`: an outer loop `fn(cfg, run_child) -> results` (`irlalign.pipelines`) whose phases
+  are themselves runs; it receives `run_child` so that it never imports this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from irlalign.config import (
+    SECTIONS,
+    TOKENISATION_FIELDS,
+    DataOptions,
+    EvalOptions,
+    ModelOptions,
+    RunConfig,
+    build_section,
+    coerce_numbers,
+)
+
+RUNNER_KINDS = ("trainer", "loop", "pipeline")
+
+
+def _load(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    config: str  # "module:Class" of the `method` section's dataclass
+    runner: str  # "module:attribute" of the trainer class, loop or pipeline function
+    runner_kind: str  # one of RUNNER_KINDS
+    model_kind: str = "causal_lm"  # what `model.path` is loaded as: "causal_lm" or "reward"
+    data_kind: str = "demonstrations"  # "demonstrations", "preference", "prompts" or "any"
+    needs_reference: bool = False
+    # What the final checkpoint is evaluated as on a synthetic task: a policy, a reward model.
+    evaluates: tuple[str, ...] = ("policy",)
+
+    def config_class(self) -> type:
+        return _load(self.config)
+
+    def runner_object(self) -> Any:
+        return _load(self.runner)
+
+    @property
+    def uses_loop_args(self) -> bool:
+        """Loops and pipelines read `training` as `LoopArgs`, not `TrainingArguments`."""
+        return self.runner_kind != "trainer"
+
+
+_T, _L, _P = "irlalign.trainers", "irlalign.loops", "irlalign.pipelines"
+METHODS: dict[str, MethodSpec] = {
+    "sft": MethodSpec(f"{_T}.sft:SFTConfig", f"{_T}.sft:SFTTrainer", "trainer"),
+    "iqlearn": MethodSpec(f"{_T}.iqlearn:IQLearnConfig", f"{_T}.iqlearn:IQLearnTrainer", "trainer"),
+    "reward": MethodSpec(
+        f"{_T}.reward:RewardConfig",
+        f"{_T}.reward:RewardTrainer",
+        "trainer",
+        model_kind="reward",
+        data_kind="preference",
+        evaluates=("reward",),
+    ),
+    "dpo": MethodSpec(
+        f"{_T}.dpo:DPOConfig",
+        f"{_T}.dpo:DPOTrainer",
+        "trainer",
+        data_kind="preference",
+        needs_reference=True,
+    ),
+    "ava": MethodSpec(
+        f"{_T}.ava:AVAConfig",
+        f"{_T}.ava:AVATrainer",
+        "trainer",
+        data_kind="any",
+        evaluates=("policy", "reward"),
+    ),
+    "preference_transformer": MethodSpec(
+        f"{_T}.preference_transformer:PreferenceTransformerConfig",
+        f"{_T}.preference_transformer:PreferenceTransformerTrainer",
+        "trainer",
+        data_kind="preference",
+        evaluates=("reward",),
+    ),
+    "rloo": MethodSpec(
+        f"{_L}.rloo:RLOOConfig", f"{_L}.rloo:train_rloo", "loop", data_kind="prompts"
+    ),
+    "ppo": MethodSpec(f"{_L}.ppo:PPOConfig", f"{_L}.ppo:train_ppo", "loop", data_kind="prompts"),
+    "afd": MethodSpec(f"{_P}.afd:AfDConfig", f"{_P}.afd:train_afd", "pipeline"),
+    "frft": MethodSpec(
+        f"{_P}.frft:FRFTConfig", f"{_P}.frft:train_frft", "pipeline", data_kind="preference"
+    ),
+    "adversarial": MethodSpec(
+        f"{_P}.adversarial:AdversarialConfig", f"{_P}.adversarial:train_adversarial", "pipeline"
+    ),
+}
+
+
+def spec_of(method_name: str) -> MethodSpec:
+    if method_name not in METHODS:
+        raise ValueError(f"unknown method {method_name!r}; choose from {', '.join(METHODS)}")
+    return METHODS[method_name]
+
+
+def resolve(method_name: str, raw: dict[str, Any]) -> RunConfig:
+    """Validate a raw config mapping for ``method_name`` (all checks happen before any loading)."""
+    raw = coerce_numbers(raw)
+    spec = spec_of(method_name)
+    unknown = sorted(set(raw) - set(SECTIONS) - {"method_name"})
+    if unknown:
+        raise ValueError(f"unknown config section(s): {', '.join(unknown)}")
+    model_raw = dict(raw.get("model") or {})
+    ref_path = model_raw.pop("reference_path", None)
+    model = build_section(ModelOptions, model_raw, "model")
+    training = dict(raw.get("training") or {})
+    if "output_dir" not in training:
+        raise ValueError("training.output_dir (the run folder) is required")
+    reference = dataclasses.replace(model, path=ref_path, lora=None) if ref_path else None
+    if spec.uses_loop_args:  # validate the loop's `training` section up front
+        from irlalign.loops.setup import LoopArgs
+
+        build_section(LoopArgs, training, "training")
+    return RunConfig(
+        method_name=method_name,
+        model=model,
+        data=build_section(DataOptions, raw.get("data"), "data"),
+        method_config=build_section(spec.config_class(), raw.get("method"), "method"),
+        training=training,
+        eval=build_section(EvalOptions, raw.get("eval"), "eval"),
+        reference=reference,
+    )
+
+
+def train(cfg: RunConfig) -> dict[str, Any]:
+    """Run one resolved config end to end; returns what its `eval.json` holds."""
+    spec = spec_of(cfg.method_name)
+    if spec.runner_kind == "loop":
+        return spec.runner_object()(cfg)
+    if spec.runner_kind == "pipeline":
+        return spec.runner_object()(cfg, run_child)
+    from irlalign.trainers.run import train_with_trainer
+
+    return train_with_trainer(cfg, spec)
+
+
+def child_config(
+    method_name: str,
+    parent: RunConfig,
+    *,
+    folder: str | Path,
+    model: str,
+    data: dict[str, Any],
+    method: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
+    reference: str | None = None,
+    evaluate: bool = False,
+) -> RunConfig:
+    """The config of a pipeline phase, a run of ``method_name`` in ``parent.run_dir / folder``.
+
+    Inherited from the parent: the model's loading options (dtype, device, LoRA,
+    `trust_remote_code`, `extra`; never its path), the data's tokenisation options (`max_length`,
+    truncation, special tokens, EOS), `training.seed` and `training.use_cpu`, and — only with
+    ``evaluate`` — the `eval` section. Never inherited: which rows to train on (`data.train`,
+    `split`, `max_rows`, `eval`): a phase gets exactly the ``data`` it is given, so a
+    preference set is never cut to the size of the parent's demonstrations. ``training`` holds
+    the phase's own keys; ``reference`` is the KL reference of an RL phase.
+    """
+    model_raw = {**dataclasses.asdict(parent.model), "path": model}
+    if reference is not None:
+        model_raw["reference_path"] = reference
+    tokenisation = {k: getattr(parent.data, k) for k in TOKENISATION_FIELDS}
+    raw = {
+        "model": model_raw,
+        "data": {**tokenisation, **data},
+        "method": dict(method or {}),
+        "training": {
+            "seed": parent.seed,
+            "use_cpu": parent.training.get("use_cpu", False),
+            **(training or {}),
+            "output_dir": str(parent.run_dir / folder),
+        },
+        "eval": dataclasses.asdict(parent.eval) if evaluate else {},
+    }
+    return resolve(method_name, raw)
+
+
+def run_child(method_name: str, parent: RunConfig, **overrides: Any) -> dict[str, Any]:
+    """`train(child_config(...))`: what a pipeline calls to run one of its phases."""
+    return train(child_config(method_name, parent, **overrides))

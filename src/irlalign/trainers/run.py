@@ -1,0 +1,150 @@
+"""Running a `transformers.Trainer` method from a `RunConfig`: data, models, trainer, the final
+checkpoint (and a merged one for LoRA), the synthetic evaluation and the run folder's files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from irlalign.config import RunConfig
+from irlalign.modeling.forward import unwrap
+from irlalign.modeling.load import frozen_copy, load_model, load_tokenizer
+
+
+def load_split(cfg: RunConfig, spec, tokenizer, source: str, split: str, max_rows: int | None):
+    """Load, validate (file/row/field errors before training) and tokenise one split."""
+    from irlalign.data.formats import check_dataset
+    from irlalign.data.loading import load_rows
+    from irlalign.data.tokenize import Truncation, tokenize_dataset
+
+    rows = load_rows(source, split)
+    if max_rows is not None:
+        rows = rows.select(range(min(max_rows, len(rows))))
+    where = f"{source} [{split}]"
+    fmt = check_dataset(rows, where).fmt
+    got = "preference" if fmt.kind == "preference" else "demonstrations"
+    if spec.data_kind not in (got, "any"):
+        raise ValueError(
+            f"{where}: method '{cfg.method_name}' needs {spec.data_kind} data, got {fmt.kind}"
+        )
+    trunc = Truncation(cfg.data.max_length, cfg.data.max_prompt_length, cfg.data.truncation)
+    return tokenize_dataset(
+        rows, tokenizer, trunc, cfg.data.add_special_tokens, cfg.data.append_eos, where, fmt
+    )
+
+
+def training_arguments(cfg: RunConfig):
+    """`TrainingArguments` from the `training` section, with the library's defaults; returns
+    them and the `resume_from_checkpoint` value (a `Trainer.train` argument, not an option)."""
+    from transformers import TrainingArguments
+
+    kwargs = {
+        "report_to": "none",
+        "logging_steps": 10,
+        "save_strategy": "steps",
+        "save_steps": 500,
+        "save_total_limit": 2,
+        "disable_tqdm": False,
+        **cfg.training,
+    }
+    kwargs["output_dir"] = str(cfg.run_dir / "checkpoints")
+    kwargs["remove_unused_columns"] = False  # completion masks are not model inputs
+    kwargs.setdefault("label_names", [])
+    resume = kwargs.pop("resume_from_checkpoint", None)
+    return TrainingArguments(**kwargs), resume
+
+
+def data_kind_of(dataset) -> str:
+    """What a tokenised dataset holds (methods with data_kind "any" accept both)."""
+    return "preference" if "chosen_input_ids" in dataset.column_names else "demonstrations"
+
+
+def build_trainer(cfg: RunConfig, spec, tokenizer, train_ds, eval_ds):
+    from transformers import set_seed
+
+    from irlalign.data.collate import collator_for
+    from irlalign.trainers.common import JsonlMetricsCallback
+
+    args, resume = training_arguments(cfg)
+    # Seed before loading: freshly initialised heads (a classifier's score layer, the trainers'
+    # extra heads) must not depend on what ran earlier in the same process.
+    set_seed(args.seed)
+    model = load_model(cfg.model, kind=spec.model_kind)
+    extra = {}
+    if spec.needs_reference:
+        ref = load_model(cfg.reference) if cfg.reference else frozen_copy(unwrap(model))
+        extra["ref_model"] = ref
+    trainer = spec.runner_object()(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        data_collator=collator_for(data_kind_of(train_ds), tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        callbacks=[JsonlMetricsCallback(cfg.run_dir / "metrics.jsonl")],
+        method=cfg.method_config,
+        **extra,
+    )
+    return trainer, resume
+
+
+def train_with_trainer(cfg: RunConfig, spec) -> dict[str, Any]:
+    """Run one `Trainer` method end to end; returns what `eval.json` holds."""
+    import yaml
+
+    from irlalign.runs import RunFolder
+
+    run = RunFolder(cfg.run_dir)
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under accelerate/torchrun
+    if main_process:
+        run.write_config(cfg.to_dict())
+        run.write_env(cfg.training.get("seed", 42))
+    tokenizer = load_tokenizer(cfg.model.path, cfg.model.trust_remote_code)
+    d = cfg.data
+    train_ds, stats = load_split(cfg, spec, tokenizer, d.train, d.split, d.max_rows)
+    eval_ds = None
+    if d.eval:
+        eval_ds, _ = load_split(cfg, spec, tokenizer, d.eval, d.eval_split, None)
+    if main_process:
+        run.log_metrics({"step": 0, **stats.as_metrics()})
+    print("data:", yaml.safe_dump(stats.as_metrics(), default_flow_style=True).strip())
+    trainer, resume = build_trainer(cfg, spec, tokenizer, train_ds, eval_ds)
+    trainer.train(resume_from_checkpoint=resume)
+    results = _save_final(cfg, trainer, tokenizer)
+    results["data"] = stats.as_metrics()
+    if cfg.eval.synthetic_task and trainer.is_world_process_zero():
+        final = Path(results.get("merged_checkpoint", results["final_checkpoint"]))
+        results.update(evaluate_final(cfg, spec, final))
+    if trainer.is_world_process_zero():
+        run.write_eval(results)
+    return results
+
+
+def _save_final(cfg: RunConfig, trainer, tokenizer) -> dict[str, Any]:
+    """`checkpoints/final` (for LoRA the adapter, what peft users expect) and, for LoRA,
+    `checkpoints/final_merged`, a plain checkpoint every consumer can load."""
+    from irlalign.modeling.heads import save_pretrained_with_heads
+
+    final = cfg.run_dir / "checkpoints" / "final"
+    trainer.save_model(str(final))
+    tokenizer.save_pretrained(final)
+    results: dict[str, Any] = {"final_checkpoint": str(final)}
+    if cfg.model.lora is not None and trainer.is_world_process_zero():
+        merged = cfg.run_dir / "checkpoints" / "final_merged"
+        save_pretrained_with_heads(trainer.model.merge_and_unload(), merged)
+        tokenizer.save_pretrained(merged)
+        results["merged_checkpoint"] = str(merged)
+    return results
+
+
+def evaluate_final(cfg: RunConfig, spec, final: Path) -> dict[str, Any]:
+    """`synthetic`: policy metrics; `synthetic_rm`: reward-model metrics on held-out pairs."""
+    from irlalign.synthetic.runner import eval_policy, eval_reward_model
+
+    task, out = cfg.eval.synthetic_task, {}
+    if "policy" in spec.evaluates:
+        out["synthetic"] = eval_policy(task, str(final), cfg.eval.samples, cfg.eval.seed)
+    if "reward" in spec.evaluates:
+        out["synthetic_rm"] = eval_reward_model(task, final)
+    return out
