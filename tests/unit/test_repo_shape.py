@@ -1,4 +1,4 @@
-"""Size caps and layering rules of the architecture file, and every YAML preset parses."""
+"""Size caps, lint, the presets and the generated configuration reference."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from irlalign.methods import METHODS, resolve
 
@@ -31,7 +30,8 @@ def test_file_size_caps():
     too_big = []
     for path in _py_files():
         lines = len(path.read_text().splitlines())
-        cap = 400 if "trainers" in path.parts else 600
+        runners = {"trainers", "loops", "pipelines"}
+        cap = 400 if runners & set(path.parts) else 600
         if lines > cap:
             too_big.append(f"{path.relative_to(ROOT)}: {lines} > {cap}")
     assert not too_big, too_big
@@ -69,14 +69,6 @@ def test_losses_import_only_torch():
                 if top not in allowed or inner:
                     offenders.append(f"{path.relative_to(ROOT)}: {name}")
     assert not offenders, offenders
-
-
-def test_every_yaml_preset_parses():
-    presets = sorted((ROOT / "configs").rglob("*.yaml"))
-    assert presets, "no presets found"
-    for path in presets:
-        data = yaml.safe_load(path.read_text())
-        assert isinstance(data, dict), f"{path}: not a mapping"
 
 
 def test_synthetic_presets_are_valid_configs():
