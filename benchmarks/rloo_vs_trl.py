@@ -61,7 +61,7 @@ Remaining differences in what one step does:
   dataloader included). The first `--warmup` steps are excluded. Setup (model loading, TRL's
   dataset preparation) and teardown (our final checkpoint) are excluded. Our loop's end-of-run
   synthetic evaluation is switched off in the child process
-  (`irlalign.loops.step.evaluate_policy` replaced by a no-op) so that it neither costs time
+  (`irlalign.loops.evaluation.evaluate_policy` replaced by a no-op) so that it neither costs time
   nor raises the peak RSS; TRL has no evaluation here.
 - Peak RSS is the child process's `ru_maxrss` (its imports included: TRL's process imports trl
   and its dependencies); "Δ RSS" is its growth over the peak measured just before the models
@@ -167,11 +167,11 @@ def run_sampler(a) -> dict:
 
 
 def run_irlalign(a) -> dict:
-    from irlalign.loops import step
+    from irlalign.loops import evaluation
     from irlalign.methods import resolve, train
 
     # "No eval": the loop's end-of-run synthetic evaluation is not part of a step; skip it.
-    step.evaluate_policy = lambda *args, **kwargs: {}
+    evaluation.evaluate_policy = lambda *args, **kwargs: {}
     out = Path(tempfile.mkdtemp(prefix="bench_rloo_ours_"))
     raw = {
         "model": {"path": str(a.task / "pi_init")},

@@ -1,5 +1,5 @@
-"""`HFSampler` on the tiny synthetic model: grouping, masks, EOS, teacher-forced log-probs,
-seeded reproducibility and stop strings."""
+"""`HFSampler` on the tiny synthetic model: grouping, masks, EOS, the log-probabilities of the
+distribution actually sampled, seeded reproducibility and stop strings."""
 
 from __future__ import annotations
 
@@ -41,13 +41,48 @@ def test_rollouts_shapes_masks_and_logps(policy, smoke_task_dir):
         prompt_ids = tok(out.prompts[row], add_special_tokens=False)["input_ids"]
         assert out.input_ids[row][: len(prompt_ids)].tolist() == prompt_ids
         assert out.attention_mask[row].sum() == len(prompt_ids) + len(ids)
-    # Teacher-forced log π at temperature 1, exactly the full-logits log-softmax on the mask.
-    with torch.no_grad():
-        logits = model(input_ids=out.input_ids, attention_mask=out.attention_mask).logits
-    ref = logits[:, :-1].log_softmax(-1).gather(-1, out.input_ids[:, 1:, None]).squeeze(-1)
+    # At temperature 1 without filters: the policy's own teacher-forced log π on the mask.
+    ref = _filtered_logps(model, out, SamplingConfig())
     mask = out.completion_mask[:, 1:].bool()
     assert torch.allclose(out.logps[mask], ref[mask], atol=1e-5)
     assert (out.logps[~mask] == 0).all()
+
+
+def _filtered_logps(model, out, cfg: SamplingConfig) -> torch.Tensor:
+    """log_softmax of the teacher-forced logits / T with top-k then top-p applied by hand,
+    gathered at the sampled tokens: (B, L − 1)."""
+    with torch.no_grad():
+        logits = model(input_ids=out.input_ids, attention_mask=out.attention_mask).logits[:, :-1]
+    z = logits.float() / cfg.temperature
+    if cfg.top_k > 0:
+        kth = z.topk(cfg.top_k, dim=-1).values[..., -1:]
+        z = z.masked_fill(z < kth, float("-inf"))
+    if cfg.top_p < 1.0:
+        order = z.sort(dim=-1, descending=True)
+        probs = order.values.softmax(-1)
+        # keep the smallest prefix whose mass reaches top_p (the token that crosses it included)
+        drop_sorted = probs.cumsum(-1) - probs >= cfg.top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order.indices, drop_sorted)
+        z = z.masked_fill(drop, float("-inf"))
+    return z.log_softmax(-1).gather(-1, out.input_ids[:, 1:, None]).squeeze(-1)
+
+
+@pytest.mark.parametrize("temperature", [0.7, 1.0, 1.3])
+@pytest.mark.parametrize(("top_k", "top_p"), [(0, 1.0), (5, 1.0), (0, 0.8), (8, 0.9)])
+def test_logps_are_those_of_the_distribution_sampled_from(
+    policy, smoke_task_dir, temperature, top_k, top_p
+):
+    model, tok = policy
+    cfg = SamplingConfig(max_new_tokens=12, temperature=temperature, top_k=top_k, top_p=top_p)
+    torch.manual_seed(1)
+    out = HFSampler(model, tok, cfg).sample(_prompts(smoke_task_dir, 4), n=3)
+    mask = out.completion_mask[:, 1:].bool()
+    expected = _filtered_logps(model, out, cfg)
+    assert torch.isfinite(expected[mask]).all()  # every sampled token survived the filters
+    torch.testing.assert_close(out.logps[mask], expected[mask], atol=1e-4, rtol=1e-4)
+    if cfg.filters or temperature != 1.0:  # and it is not the policy's own distribution
+        plain = _filtered_logps(model, out, SamplingConfig())
+        assert not torch.allclose(out.logps[mask], plain[mask], atol=1e-3)
 
 
 def test_seeded_sampling_is_reproducible_and_stop_strings_end_responses(policy, smoke_task_dir):

@@ -138,3 +138,68 @@ def test_reference_mean_length_and_expert_gap(default_task):
     kl = oracle.policy_values(ex.policy, oracle.kl_per_step(ex.policy, ref))
     kl0 = oracle.start_values(kl, prompts.topics, prompts.last_words).mean()
     assert 1.0 < kl0 < 5.0  # "a few nats": different from π_ref, still a plausible language
+
+
+def _enumerate(policy, ref, reward, k, w, horizon, n_words):
+    """Every response from (t=0, topic k, previous word w) with its probability under
+    ``policy`` and ``ref`` and its return: ends at `<eos>` (action n_words) or the horizon."""
+    out, stack = [], [(0, w, 1.0, 1.0, 0.0)]
+    while stack:
+        t, prev, p_pi, p_ref, ret = stack.pop()
+        if t == horizon:
+            out.append((p_pi, p_ref, ret))
+            continue
+        for a in range(n_words + 1):
+            step = (p_pi * policy[t, k, prev, a], p_ref * ref[t, k, prev, a])
+            new_ret = ret + reward[t, k, prev, a]
+            if a == n_words:
+                out.append((*step, new_ret))
+            elif step[1] > 0:
+                stack.append((t + 1, a, *step, new_ret))
+    return out
+
+
+def test_objective_and_optimum_match_brute_force_enumeration():
+    """On a random 3-step, 2-word task: J* = β log Σ_y π_ref(y) exp(R(y)/β) is the oracle's
+    start value, and J(π) = Σ_y π(y)(R(y) − β log π(y)/π_ref(y)) is `exact_objective`'s."""
+    from types import SimpleNamespace
+
+    from irlalign.synthetic.evaluate import exact_objective
+
+    rng = np.random.default_rng(0)
+    horizon, n_k, n_w, beta = 3, 2, 2, 0.7
+    ref = rng.dirichlet(np.ones(n_w + 1), size=(horizon, n_k, n_w))
+    reward = rng.normal(size=(horizon, n_k, n_w, n_w + 1))
+    solved = oracle.soft_optimal(ref, reward, beta)
+    policy = rng.dirichlet(np.ones(n_w + 1), size=(horizon, n_k, n_w))
+    task = SimpleNamespace(
+        reward_table=lambda: reward, ref_table=lambda: ref, config=SimpleNamespace(beta=beta)
+    )
+    prompts = SimpleNamespace(topics=np.array([0, 1, 1]), last_words=np.array([1, 0, 1]))
+    exact = exact_objective(task, policy, prompts)
+    for i, (k, w) in enumerate(zip(prompts.topics, prompts.last_words, strict=True)):
+        paths = _enumerate(policy, ref, reward, k, w, horizon, n_w)
+        assert abs(sum(p for p, _, _ in paths) - 1.0) < 1e-12
+        optimum = beta * np.log(sum(q * np.exp(r / beta) for _, q, r in paths))
+        assert solved.v[0, k, w] == pytest.approx(optimum, abs=1e-10)
+        j = sum(p * (r - beta * np.log(p / q)) for p, q, r in paths)
+        assert exact[i] == pytest.approx(j, abs=1e-10)
+    # π* attains the optimum, and any other policy falls short of it.
+    at_optimum = exact_objective(task, solved.policy, prompts)
+    np.testing.assert_allclose(at_optimum, solved.v[0, prompts.topics, prompts.last_words])
+    assert (exact < at_optimum).all()
+
+
+def test_sampled_objective_estimates_the_exact_one(solved):
+    """`policy_metrics`' Monte-Carlo J(π) lies within 4 standard errors of the exact J(π), for
+    π_ref (J well below J*) and for π* (J = J*, reported as `optimal_objective`)."""
+    from irlalign.synthetic.evaluate import exact_objective, policy_metrics
+    from irlalign.synthetic.sampling import sample_tabular
+
+    task, ex = solved
+    prompts = sample_prompts(task, 400, np.random.default_rng(2))
+    for policy in (task.ref_table(), ex.policy):
+        metrics = policy_metrics(task, prompts, sample_tabular(task, policy, prompts, 8, seed=3))
+        exact = float(exact_objective(task, policy, prompts).mean())
+        assert abs(metrics["objective"] - exact) < 4 * metrics["objective_se"]
+    assert metrics["optimal_objective"] == pytest.approx(exact, abs=1e-9)

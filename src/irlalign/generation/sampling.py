@@ -1,10 +1,10 @@
 """The `Sampler` protocol of the online methods and its transformers-`generate` implementation.
 
 A sampler turns text prompts into `Rollouts`: right-padded prompt + response token ids with the
-masks every loss in `irlalign.losses` expects, the decoded response texts, and the policy's own
-per-token log-probabilities of the sampled tokens at temperature 1 (teacher-forced after
-generation, so that they are exactly the numbers an RL loss differentiates, whatever sampling
-temperature or top-p/top-k produced the tokens). A vLLM backend can implement the same protocol.
+masks every loss in `irlalign.losses` expects, the decoded response texts, and the per-token
+log-probabilities of the sampled tokens under the distribution they were actually drawn from
+(temperature, top-k and top-p applied), read from the generation pass itself: no second forward.
+A vLLM backend can implement the same protocol.
 """
 
 from __future__ import annotations
@@ -15,7 +15,17 @@ from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
+from transformers.generation.logits_process import (
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 
 @dataclass
@@ -36,6 +46,11 @@ class SamplingConfig:
             raise ValueError("top_k >= 0, max_new_tokens >= 1 and batch_size >= 1 are required")
         self.stop_strings = tuple(self.stop_strings)
 
+    @property
+    def filters(self) -> bool:
+        """Whether top-k or top-p cut the distribution (the policy's own is not sampled)."""
+        return self.top_k > 0 or self.top_p < 1.0
+
     @classmethod
     def coerce(cls, value: SamplingConfig | dict | None) -> SamplingConfig:
         """YAML gives a mapping (or nothing); code may pass the dataclass itself."""
@@ -49,8 +64,9 @@ class Rollouts:
     """``n`` samples per prompt, grouped: rows [i·n, (i+1)·n) answer prompt i.
 
     ``input_ids``/``attention_mask``/``completion_mask`` (B, L) right-padded; ``logps`` (B, L − 1)
-    action-aligned log π(a_t|s_t) at temperature 1, 0 outside the response; ``finished`` (B,) the
-    response ended with EOS or a stop string (not the length budget)."""
+    action-aligned log q(a_t|s_t) of the sampling distribution q (the policy at the sampling
+    temperature, after top-k / top-p), 0 outside the response; ``finished`` (B,) the response
+    ended with EOS or a stop string (not the length budget)."""
 
     prompts: list[str]
     responses: list[str]
@@ -100,8 +116,47 @@ class StopOnStrings(StoppingCriteria):
         return torch.tensor(hits, dtype=torch.bool, device=input_ids.device)
 
 
+class RecordSampledLogps(LogitsProcessor):
+    """The last processor of `generate`: keeps the log-softmax of the final (warped) scores of
+    one step, and at the next step reads the log-probability of the token just sampled from it.
+    Memory is one (B, V) block whatever the response length."""
+
+    def __init__(self) -> None:
+        self.logps: list[Tensor] = []
+        self._last: Tensor | None = None
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        self._take(input_ids[:, -1])
+        self._last = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def _take(self, tokens: Tensor) -> None:
+        if self._last is not None:
+            self.logps.append(self._last.gather(1, tokens[:, None]).squeeze(1))
+
+    def finish(self, last_tokens: Tensor) -> Tensor:
+        """(B, T) log-probabilities of the T generated tokens."""
+        self._take(last_tokens)
+        self._last = None
+        return torch.stack(self.logps, dim=1) if self.logps else last_tokens[:, :0].float()
+
+
+def sampling_processors(cfg: SamplingConfig) -> LogitsProcessorList:
+    """The warpers `generate` would add for ``cfg`` (temperature, then top-k, then top-p), in
+    its order, built here so that the recorder runs after them."""
+    procs = LogitsProcessorList()
+    if cfg.temperature != 1.0:
+        procs.append(TemperatureLogitsWarper(cfg.temperature))
+    if cfg.top_k > 0:
+        procs.append(TopKLogitsWarper(top_k=cfg.top_k))
+    if cfg.top_p < 1.0:
+        procs.append(TopPLogitsWarper(top_p=cfg.top_p))
+    return procs
+
+
 class HFSampler:
-    """`model.generate` in batches (left-padded prompts), then one teacher-forced pass for logps."""
+    """`model.generate` in batches (left-padded prompts), recording the log-probabilities of the
+    sampled tokens as it goes."""
 
     def __init__(self, model, tokenizer, config: SamplingConfig | None = None):
         self.model, self.tokenizer = model, tokenizer
@@ -109,22 +164,23 @@ class HFSampler:
 
     @torch.no_grad()
     def sample(self, prompts: Sequence[str], n: int = 1) -> Rollouts:
-        rows: list[tuple[list[int], list[int], bool]] = []
+        rows: list[tuple[list[int], list[int], bool, list[float]]] = []
         step = self.config.batch_size
         for start in range(0, len(prompts), step):
             rows.extend(self._generate(list(prompts[start : start + step]), n))
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        width = max(len(p) + len(c) for p, c, _ in rows)
+        width = max(len(p) + len(c) for p, c, _, _ in rows)
         ids = torch.full((len(rows), width), pad, dtype=torch.long)
         am = torch.zeros_like(ids)
         cm = torch.zeros_like(ids)
-        for b, (p, c, _) in enumerate(rows):
+        logps = torch.zeros((len(rows), max(width - 1, 0)), dtype=torch.float32)
+        for b, (p, c, _, lp) in enumerate(rows):
             ids[b, : len(p) + len(c)] = torch.tensor(p + c)
             am[b, : len(p) + len(c)] = 1
             cm[b, len(p) : len(p) + len(c)] = 1
-        device = self.model.device
-        logps = self._logps(ids.to(device), am.to(device), cm.to(device)).cpu()
-        texts = [self.tokenizer.decode(c, skip_special_tokens=True) for _, c, _ in rows]
+            # action-aligned: index t scores ids[t + 1], so the response starts at len(p) − 1
+            logps[b, len(p) - 1 : len(p) - 1 + len(c)] = torch.tensor(lp, dtype=torch.float32)
+        texts = [self.tokenizer.decode(c, skip_special_tokens=True) for _, c, _, _ in rows]
         return Rollouts(
             prompts=[p for p in prompts for _ in range(n)],
             responses=texts,
@@ -132,11 +188,13 @@ class HFSampler:
             attention_mask=am,
             completion_mask=cm,
             logps=logps,
-            finished=torch.tensor([f for _, _, f in rows]),
+            finished=torch.tensor([f for _, _, f, _ in rows]),
             n=n,
         )
 
-    def _generate(self, prompts: list[str], n: int) -> list[tuple[list[int], list[int], bool]]:
+    def _generate(
+        self, prompts: list[str], n: int
+    ) -> list[tuple[list[int], list[int], bool, list]]:
         cfg, tok = self.config, self.tokenizer
         side, tok.padding_side = tok.padding_side, "left"
         try:
@@ -149,18 +207,31 @@ class HFSampler:
             width = enc["input_ids"].shape[1]
             criteria = StopOnStrings(tok, cfg.stop_strings, width)
             kwargs = {"stopping_criteria": StoppingCriteriaList([criteria])}
-        out = self.model.generate(
-            **enc,
-            do_sample=True,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            top_k=cfg.top_k,
-            max_new_tokens=cfg.max_new_tokens,
-            num_return_sequences=n,
-            pad_token_id=tok.pad_token_id,
-            **kwargs,
-        )
+        recorder = RecordSampledLogps()
+        processors = sampling_processors(cfg)
+        processors.append(recorder)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            out = self.model.generate(
+                **enc,
+                do_sample=True,
+                # The warpers are ours (`processors`), so generate adds none of its own and the
+                # recorder sees the final distribution; the model's generation defaults are
+                # overridden by these neutral values.
+                temperature=1.0,
+                top_p=1.0,
+                top_k=0,
+                logits_processor=processors,
+                max_new_tokens=cfg.max_new_tokens,
+                num_return_sequences=n,
+                pad_token_id=tok.pad_token_id,
+                **kwargs,
+            )
+        finally:
+            self.model.train(was_training)
         width = enc["input_ids"].shape[1]
+        sampled = recorder.finish(out[:, -1]).cpu()
         rows = []
         for b in range(out.shape[0]):
             prompt_ids = enc["input_ids"][b // n][enc["attention_mask"][b // n].bool()].tolist()
@@ -169,14 +240,5 @@ class HFSampler:
             stopped = _cut_at_stop(tok, completion, cfg.stop_strings)
             if stopped is not None:  # before any padding, which may share the EOS id
                 completion, finished = stopped, True
-            rows.append((prompt_ids, completion, finished))
+            rows.append((prompt_ids, completion, finished, sampled[b, : len(completion)].tolist()))
         return rows
-
-    def _logps(self, ids: Tensor, am: Tensor, cm: Tensor) -> Tensor:
-        from irlalign.modeling.forward import response_logps
-
-        was_training = self.model.training
-        self.model.eval()
-        logp, _ = response_logps(self.model, ids, am, cm)
-        self.model.train(was_training)
-        return logp

@@ -60,8 +60,8 @@ class PPOConfig:
     sampling: Any = field(default_factory=SamplingConfig)
 
     def __post_init__(self) -> None:
-        check_reward_fields(self)
         self.sampling = SamplingConfig.coerce(self.sampling)
+        check_reward_fields(self)
         if min(self.k, self.prompts_per_step, self.ppo_epochs, self.num_minibatches) < 1:
             raise ValueError("k, prompts_per_step, ppo_epochs and num_minibatches must be >= 1")
         if not (0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
@@ -77,7 +77,9 @@ def attach_value_head(model: torch.nn.Module) -> None:
 
 def _forward(ctx: LoopContext, ppo: PPOConfig, ids, am, cm):
     """(log π (B, L − 1), V(s_t) (B, L − 1)): the value of the state each action is taken in."""
-    logps, hidden = response_logps(ctx.policy, ids, am, cm, ppo.chunk_tokens)
+    logps, hidden = response_logps(
+        ctx.policy, ids, am, cm, ppo.chunk_tokens, ppo.sampling.temperature
+    )
     values = get_head(ctx.policy, VALUE_HEAD)(hidden[:, :-1])
     return logps, values
 
@@ -98,7 +100,9 @@ def train_ppo(cfg) -> dict[str, Any]:
         # ---- old log-probs and values, reference log-probs, per-token rewards
         with torch.no_grad():
             old_logps, old_values = _forward(ctx, ppo, *batch)
-            ref_logps = reference_logps(ctx.ref, rollouts, ctx.device, ppo.chunk_tokens)
+            ref_logps = reference_logps(
+                ctx.ref, rollouts, ctx.device, ppo.chunk_tokens, ppo.sampling.temperature
+            )
         raw = policy_token_rewards(
             ctx.reward_model, ctx.tokenizer, rollouts, dense=ppo.reward_mode == "dense"
         )

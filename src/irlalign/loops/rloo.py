@@ -51,8 +51,8 @@ class RLOOConfig:
     sampling: Any = field(default_factory=SamplingConfig)
 
     def __post_init__(self) -> None:
-        check_reward_fields(self)
         self.sampling = SamplingConfig.coerce(self.sampling)
+        check_reward_fields(self)
         if self.k < 2:
             raise ValueError("RLOO needs k >= 2 samples per prompt")
         if self.prompts_per_step < 1 or self.micro_batch < 1:
@@ -72,7 +72,9 @@ def train_rloo(cfg) -> dict[str, Any]:
             ctx.reward_model, ctx.tokenizer, rollouts, dense=rloo.reward_mode == "dense"
         )
         rewards = normalise(ctx, raw, mask)
-        ref_logps = reference_logps(ctx.ref, rollouts, ctx.device, rloo.chunk_tokens).cpu()
+        ref_logps = reference_logps(
+            ctx.ref, rollouts, ctx.device, rloo.chunk_tokens, rloo.sampling.temperature
+        ).cpu()
         shaped = kl_penalised_rewards(
             rewards, rollouts.logps, ref_logps, mask, kl_coef=rloo.kl_coef
         )
@@ -107,7 +109,9 @@ def _update(ctx: LoopContext, rloo: RLOOConfig, rollouts, adv) -> float:
             t[sl].to(ctx.device)
             for t in (rollouts.input_ids, rollouts.attention_mask, rollouts.completion_mask)
         )
-        logps, _ = response_logps(ctx.policy, ids, am, cm, rloo.chunk_tokens)
+        logps, _ = response_logps(
+            ctx.policy, ids, am, cm, rloo.chunk_tokens, rloo.sampling.temperature
+        )
         loss, _ = rloo_loss(logps, adv[sl].to(ctx.device), cm[:, 1:])
         loss = loss * (ids.shape[0] / rows)  # the mean over all rows, in pieces
         ctx.accelerator.backward(loss)

@@ -15,6 +15,7 @@ import torch
 
 from irlalign.config import RunConfig
 from irlalign.loops.checkpoint import LoopState, load_checkpoint, resume_folder, truncate_metrics
+from irlalign.loops.evaluation import START_KEY, evaluate
 from irlalign.modeling.reward import RewardModel
 
 GOLD = "gold"  # reward_model value: the synthetic task's true reward r* (needs eval.synthetic_task)
@@ -49,8 +50,8 @@ class LoopArgs:
 
 
 def check_reward_fields(method_config: Any) -> None:
-    """Validation shared by the RL configs' reward fields (`reward_model`, `reward_mode`,
-    `reward_norm`, `kl_coef`)."""
+    """Validation shared by the RL configs' reward and sampling fields (`reward_model`,
+    `reward_mode`, `reward_norm`, `kl_coef`, `sampling`)."""
     if method_config.reward_mode not in ("dense", "terminal"):
         raise ValueError("reward_mode must be 'dense' or 'terminal'")
     if method_config.reward_norm not in ("none", "batch", "initial"):
@@ -59,6 +60,12 @@ def check_reward_fields(method_config: Any) -> None:
         raise ValueError("kl_coef must be >= 0")
     if not method_config.reward_model:
         raise ValueError("reward_model is required: a reward-model folder, or 'gold'")
+    if method_config.sampling.filters:
+        raise ValueError(
+            "sampling.top_k / sampling.top_p: an RL loop trains the policy it samples from, and "
+            "filtered samples would make the update off-policy; use top_k: 0 and top_p: 1.0 "
+            "(sampling.temperature is supported: the loss then uses softmax(logits / T))"
+        )
 
 
 @dataclass
@@ -197,4 +204,7 @@ def setup(cfg: RunConfig, prepare_model: Callable[[torch.nn.Module], None] | Non
     policy, opt = acc.prepare(policy, opt)
     if report:
         acc.init_trackers("irlalign", config={"method": cfg.method_name})
-    return LoopContext(cfg, args, acc, policy, ref, tokenizer, opt, sched, rm, prompts, state)
+    ctx = LoopContext(cfg, args, acc, policy, ref, tokenizer, opt, sched, rm, prompts, state)
+    if ctx.task_dir and acc.is_main_process and START_KEY not in state.extra:
+        evaluate(ctx)  # J(π₀), the start of every gap_closed
+    return ctx

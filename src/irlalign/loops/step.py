@@ -12,6 +12,7 @@ from torch import Tensor
 
 from irlalign.generation.sampling import HFSampler, Rollouts, SamplingConfig
 from irlalign.loops.checkpoint import save_checkpoint, save_policy
+from irlalign.loops.evaluation import CURVE_KEYS, evaluate
 from irlalign.loops.setup import LoopContext, prompt_batch
 from irlalign.losses.policy_gradient import standardise_rewards
 from irlalign.modeling.forward import peft_wrapper, response_logps, unwrap
@@ -38,12 +39,16 @@ def rollout(ctx: LoopContext, step: int) -> Rollouts:
 
 
 @torch.no_grad()
-def reference_logps(ref, rollouts: Rollouts, device, chunk_tokens: int | None) -> Tensor:
+def reference_logps(
+    ref, rollouts: Rollouts, device, chunk_tokens: int | None, temperature: float = 1.0
+) -> Tensor:
+    """The reference's log-probs of the sampled responses at the sampling temperature (the KL
+    penalty compares two distributions at the same temperature)."""
     ids, am, cm = (
         t.to(device)
         for t in (rollouts.input_ids, rollouts.attention_mask, rollouts.completion_mask)
     )
-    return response_logps(ref, ids, am, cm, chunk_tokens)[0]
+    return response_logps(ref, ids, am, cm, chunk_tokens, temperature)[0]
 
 
 def action_mask(rollouts: Rollouts) -> Tensor:
@@ -118,29 +123,11 @@ def end_step(ctx: LoopContext, metrics: dict[str, float]) -> None:
         )
 
 
-def evaluate_policy(task_dir: str | None, policy, tokenizer, samples: int, seed: int) -> dict:
-    """Synthetic-task metrics of the in-memory policy ({} without a task)."""
-    if not task_dir:
-        return {}
-    from irlalign.synthetic.runner import eval_policy_model
-
-    model = unwrap(policy)
-    was_training = model.training
-    side = tokenizer.padding_side
-    try:
-        return eval_policy_model(task_dir, model.eval(), tokenizer, samples, seed)
-    finally:
-        model.train(was_training)
-        tokenizer.padding_side = side
-
-
 def eval_metrics(ctx: LoopContext) -> dict[str, float]:
-    ev = ctx.cfg.eval
     if not ctx.task_dir or not ctx.accelerator.is_main_process:
         return {}
-    res = evaluate_policy(ctx.task_dir, ctx.policy, ctx.tokenizer, ev.samples, ev.seed)
-    keys = ("gold_return", "normalised_score", "kl_ref", "kl_expert", "self_bleu", "distinct_2")
-    return {f"eval/{k}": float(res[k]) for k in keys}
+    res = evaluate(ctx)
+    return {f"eval/{k}": float(res[k]) for k in CURVE_KEYS}
 
 
 def finish(ctx: LoopContext, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -163,9 +150,7 @@ def finish(ctx: LoopContext, extra: dict[str, Any] | None = None) -> dict[str, A
             results["merged_checkpoint"] = str(merged)
         results["steps"] = ctx.state.step
         if ctx.task_dir:
-            ev = ctx.cfg.eval
-            res = evaluate_policy(ctx.task_dir, ctx.policy, ctx.tokenizer, ev.samples, ev.seed)
-            results["synthetic"] = {"policy": str(final), **res}
+            results["synthetic"] = {"policy": str(final), **evaluate(ctx)}
         RunFolder(ctx.run_dir).write_eval(results)
     ctx.accelerator.end_training()
     return results

@@ -83,13 +83,25 @@ def hidden_and_head(model: torch.nn.Module, input_ids: Tensor, attention_mask: T
 
 
 def response_logps(
-    model: torch.nn.Module, ids: Tensor, am: Tensor, cm: Tensor, chunk_tokens: int | None = None
+    model: torch.nn.Module,
+    ids: Tensor,
+    am: Tensor,
+    cm: Tensor,
+    chunk_tokens: int | None = None,
+    temperature: float = 1.0,
 ) -> tuple[Tensor, Tensor]:
     """Teacher-forced log π(a_t|s_t) (B, L − 1), zero outside the response, and the final hidden
-    states (B, L, d); the head runs in vocabulary chunks, never a (B, L, V) logits tensor."""
+    states (B, L, d); the head runs in vocabulary chunks, never a (B, L, V) logits tensor. With
+    ``temperature`` T the distribution is softmax(logits / T), the one a sampler at T draws from."""
     from irlalign.losses import causal_logps
 
     hidden, head = hidden_and_head(model, ids, am)
+    if temperature != 1.0:
+        unscaled = head
+
+        def head(h: Tensor) -> Tensor:
+            return unscaled(h) / temperature
+
     logp, mask = causal_logps(hidden, ids, cm, head, chunk_tokens=chunk_rows(chunk_tokens, model))
     return torch.where(mask, logp, torch.zeros_like(logp)), hidden
 

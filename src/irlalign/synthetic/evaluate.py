@@ -35,6 +35,9 @@ def policy_metrics(task: Task, prompts: Prompts, samples: Samples) -> dict[str, 
     per_prompt = np.bincount(samples.prompt_index, weights=returns, minlength=len(prompts))
     per_prompt /= np.bincount(samples.prompt_index, minlength=len(prompts))
     gold, gold_se = mean_and_se(per_prompt)
+    objective, objective_se = _per_prompt_mean(
+        returns - task.config.beta * np.asarray(kl_ref), samples.prompt_index, len(prompts)
+    )
     r_ref = float(exact_returns(task, ref, prompts).mean())
     r_exp = float(exact_returns(task, expert, prompts).mean())
     words = [[task.words[i] for i in a[:-1]] for a in samples.actions]
@@ -48,6 +51,12 @@ def policy_metrics(task: Task, prompts: Prompts, samples: Samples) -> dict[str, 
         "expert_return": r_exp,
         "normalised_score": (gold - r_ref) / (r_exp - r_ref),
         "normalised_score_se": gold_se / abs(r_exp - r_ref),
+        # The KL-regularised objective J(π) = E[R] − β·KL(π‖π_ref) (task β and π_ref, per
+        # response; Monte Carlo over the samples) and its exact optimum J* = E_x V*(x), which
+        # π* attains.
+        "objective": objective,
+        "objective_se": objective_se,
+        "optimal_objective": optimal_objective(task, prompts),
         "kl_ref": float(np.mean(kl_ref)),
         "kl_expert": float(np.mean(kl_exp)),
         "distinct_1": distinct_n(words, 1),
@@ -59,6 +68,32 @@ def policy_metrics(task: Task, prompts: Prompts, samples: Samples) -> dict[str, 
         "n_prompts": len(prompts),
         **samples.extra,
     }
+
+
+def _per_prompt_mean(values: np.ndarray, prompt_index: np.ndarray, n_prompts: int):
+    """Mean over prompts of the per-prompt sample means, and its standard error."""
+    sums = np.bincount(prompt_index, weights=values, minlength=n_prompts)
+    counts = np.bincount(prompt_index, minlength=n_prompts)
+    return mean_and_se(sums[counts > 0] / counts[counts > 0])
+
+
+def exact_objective(task: Task, policy: np.ndarray, prompts: Prompts) -> np.ndarray:
+    """J(π) of a tabular policy from each prompt, exactly: the expected return of the per-step
+    reward r*(s, a) − β·log(π(a|s) / π_ref(a|s))."""
+    per_step = task.reward_table() - task.config.beta * oracle.kl_per_step(policy, task.ref_table())
+    values = oracle.policy_values(policy, per_step)
+    return oracle.start_values(values, prompts.topics, prompts.last_words)
+
+
+def optimal_objective(task: Task, prompts: Prompts) -> float:
+    """J* = E_x V*(x): the soft value of the start state under π*, exact."""
+    values = oracle.expert(task).v
+    return float(oracle.start_values(values, prompts.topics, prompts.last_words).mean())
+
+
+def gap_closed(objective: float, start: float, optimum: float) -> float:
+    """(J(π) − J(π₀)) / (J* − J(π₀)): the fraction of the way from the start to the optimum."""
+    return (objective - start) / (optimum - start)
 
 
 @torch.no_grad()
