@@ -4,8 +4,9 @@ One run measures, on the synthetic task's π_init (tiny Llama, vocabulary 60), i
 prompts and the same generation length:
 
 1. `sampler`: generated tokens/s of `irlalign.generation.sampling.HFSampler.sample` (batched
-   `model.generate` + one teacher-forced pass for the log-probs), and, for reference, of the bare
-   `model.generate` call it makes (same prompts, k, length; no log-prob pass, no post-processing).
+   `model.generate`, log-probs recorded during generation), and, for reference, of the bare
+   `model.generate` call it makes (same prompts, k, length; no post-processing).
+   `benchmarks/sampler_throughput.py` measures the same ratio with interleaved calls.
 2. `irlalign`: seconds per iteration of `train_rloo`, run through
    `irlalign.methods.resolve("rloo", raw)` + `train(cfg)`.
 3. `trl`: seconds per optimizer step of `trl.RLOOTrainer` on the same checkpoint.
@@ -45,9 +46,9 @@ Remaining differences in what one step does:
   generation-time log-probs; with `num_iterations = 1` the ratio is 1, so the gradient equals our
   REINFORCE-with-baseline loss, but TRL also computes per-token entropies in the training forward
   and gathers clip-ratio / entropy / reward metrics (a few `.item()` syncs).
-- Both run a no-grad policy forward after generation for the old log-probs (ours inside
-  `HFSampler`, over the full right-padded rows; TRL over left-padded prompt + completion with its
-  fused LM head restricted to completion positions), then a reference forward, then the training
+- TRL runs a no-grad policy forward after generation for the old log-probs (over left-padded
+  prompt + completion with its fused LM head restricted to completion positions); ours reads
+  them from the generation pass. Both then run a reference forward and the training
   forward/backward.
 - TRL builds its reference by loading the checkpoint again; ours deep-copies the policy.
 - Our loop draws prompts by a seeded per-step shuffle and samples each prompt's k completions
