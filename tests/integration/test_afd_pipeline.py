@@ -66,11 +66,13 @@ def test_adversarial_rounds_write_round_folders_and_resume(smoke_task_dir, tmp_p
         "reward": "gail",
         "rm_training": STEPS,
         "heldout_fraction": 0.25,
+        "min_disc_accuracy": 0.0,  # every round trains, whatever the discriminator learned
         "rl_method": {"k": 2, "prompts_per_step": 2},
         "rl_training": {"max_steps": 2, "save_steps": 5},
     }
     raw = _raw(smoke_task_dir, tmp_path / "adv", method)
     first = train(resolve("adversarial", raw))
+    assert not any(r["rl_skipped"] for r in first["rounds"])
     run = tmp_path / "adv"
     for k in range(2):
         folder = run / f"round_{k}"
@@ -86,3 +88,26 @@ def test_adversarial_rounds_write_round_folders_and_resume(smoke_task_dir, tmp_p
     dump = lambda x: json.dumps(x, sort_keys=True, default=str)  # noqa: E731 (NaN-safe)
     assert dump(second["rounds"][0]) == dump(first["rounds"][0])
     assert (run / "round_1" / "round.json").exists()
+
+
+def test_adversarial_round_skips_rl_while_the_discriminator_is_near_chance(
+    smoke_task_dir, tmp_path
+):
+    """A discriminator below `min_disc_accuracy` on held-out prompts gets no RL step: the
+    round keeps its policy, and no policy run is written."""
+    method = {
+        "rounds": 1,
+        "rm_training": {**STEPS, "max_steps": 1},
+        "heldout_fraction": 0.25,
+        "min_disc_accuracy": 1.0,
+        "rl_method": {"k": 2, "prompts_per_step": 2},
+        "rl_training": {"max_steps": 2, "save_steps": 5},
+    }
+    res = train(resolve("adversarial", _raw(smoke_task_dir, tmp_path / "adv", method)))
+    (round_0,) = res["rounds"]
+    assert round_0["rl_skipped"] == (round_0["heldout_accuracy"] < 1.0)
+    if round_0["rl_skipped"]:
+        assert round_0["policy_out"] == round_0["policy_in"] == res["final_checkpoint"]
+        assert not (tmp_path / "adv" / "round_0" / "policy").exists()
+    with pytest.raises(ValueError, match="heldout_fraction"):
+        resolve("adversarial", _raw(smoke_task_dir, tmp_path / "x", {"heldout_fraction": 0}))

@@ -49,8 +49,43 @@ def test_gold_reward_penalises_off_task_tokens_and_the_horizon(default_task, gol
     with_topic = f"{task.topics[0]} {response}"
     row = gold.token_rewards([prompt], [with_topic])[0]
     assert row.rewards[0] == gold.invalid_penalty
-    too_long = " ".join([task.words[0]] * task.config.horizon)
-    assert gold.token_rewards([prompt], [too_long])[0].rewards[-1] == gold.invalid_penalty
+    too_long = " ".join([task.words[0]] * (task.config.horizon + 2))
+    rewards = gold.token_rewards([prompt], [too_long])[0].rewards
+    assert len(rewards) == task.config.horizon + 2  # nothing appended past the horizon
+    assert (rewards[task.config.horizon :] == gold.invalid_penalty).all()
+
+
+def test_gold_reward_agrees_with_the_environment_at_the_horizon(default_task, gold):
+    """Responses the environment produces (π_ref samples, many forced to `<eos>` at step H − 1)
+    score exactly their true return; a response that runs past step H − 1 instead scores the
+    environment's forced ending plus the invalid-token penalty, never more than stopping."""
+    from irlalign.synthetic.text import sample_prompts
+
+    task, horizon = default_task, default_task.config.horizon
+    prompts = sample_prompts(task, 300, np.random.default_rng(0))
+    responses = oracle.sample(
+        task.ref_table(), prompts.topics, prompts.last_words, np.random.default_rng(1)
+    )
+    forced = [a for a in responses if len(a) == horizon]
+    assert forced, "some reference responses reach the horizon"
+    for k, w, actions in zip(prompts.topics, prompts.last_words, responses, strict=True):
+        text_prompt = prompt_text(task, int(k), np.array([w]))
+        true = oracle.sequence_rewards(task.reward_table(), k, w, actions).sum()
+        # decoded with and without the final `<eos>` text: the same score
+        full = response_text(task, actions)
+        assert gold.score([text_prompt], [full])[0] == pytest.approx(true)
+        assert gold.score([text_prompt], [full.replace(" <eos>", "")])[0] == pytest.approx(true)
+    # A response cut by the length budget at H tokens, with a word where the environment forces
+    # `<eos>`: scored as the forced ending plus the penalty.
+    k, w, actions = 0, 1, forced[0]
+    text_prompt = prompt_text(task, k, np.array([w]))
+    stopped = oracle.sequence_rewards(
+        task.reward_table(), k, w, np.array([*forced[0][:-1]] + [task.eos_action])
+    )
+    ran_on = response_text(task, np.array([*actions[:-1], 0])).replace(" <eos>", "")
+    score = gold.score([text_prompt], [ran_on])[0]
+    assert score == pytest.approx(stopped.sum() + gold.invalid_penalty)
+    assert score < stopped.sum()
 
 
 class _FixedRM:

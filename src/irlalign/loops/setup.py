@@ -31,6 +31,7 @@ class LoopArgs:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     warmup_steps: int = 0
+    lr_scheduler_type: str = "linear"  # any `transformers.get_scheduler` name, e.g. "constant"
     seed: int = 42
     logging_steps: int = 1
     save_steps: int = 50
@@ -84,6 +85,8 @@ class LoopContext:
     prompts: list[str]
     state: LoopState
     started: float = field(default_factory=time.time)
+    started_cpu: float = field(default_factory=time.process_time)
+    eval_cpu: float = 0.0  # CPU seconds spent evaluating, left out of `time/train_cpu_s`
 
     @property
     def method_config(self) -> Any:
@@ -192,7 +195,7 @@ def setup(cfg: RunConfig, prepare_model: Callable[[torch.nn.Module], None] | Non
     ref.to(acc.device).eval().requires_grad_(False)
     params = [p for p in policy.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
-    sched = get_scheduler("linear", opt, args.warmup_steps, args.max_steps)
+    sched = get_scheduler(args.lr_scheduler_type, opt, args.warmup_steps, args.max_steps)
     rm = load_reward(cfg.method_config.reward_model, cfg.eval.synthetic_task, tokenizer)
     prompts = load_prompts(cfg.data.train, cfg.data.split, tokenizer, cfg.data.max_rows)
     state = LoopState()
@@ -207,4 +210,5 @@ def setup(cfg: RunConfig, prepare_model: Callable[[torch.nn.Module], None] | Non
     ctx = LoopContext(cfg, args, acc, policy, ref, tokenizer, opt, sched, rm, prompts, state)
     if ctx.task_dir and acc.is_main_process and START_KEY not in state.extra:
         evaluate(ctx)  # J(π₀), the start of every gap_closed
+        ctx.started_cpu = time.process_time()
     return ctx

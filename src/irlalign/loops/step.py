@@ -102,9 +102,17 @@ def end_step(ctx: LoopContext, metrics: dict[str, float]) -> None:
     """Log (every `logging_steps`), evaluate (every `eval_steps`) and checkpoint (`save_steps`)."""
     step, args = ctx.state.step, ctx.args
     if args.eval_steps and step % args.eval_steps == 0:
+        before = time.process_time()
         metrics.update(eval_metrics(ctx))
+        ctx.eval_cpu += time.process_time() - before
     if step % args.logging_steps == 0 or "eval/normalised_score" in metrics:
-        metrics = {"step": step, "time/elapsed_s": time.time() - ctx.started, **metrics}
+        train_cpu = time.process_time() - ctx.started_cpu - ctx.eval_cpu
+        metrics = {
+            "step": step,
+            "time/elapsed_s": time.time() - ctx.started,
+            "time/train_cpu_s": train_cpu,  # this process's CPU time, evaluations excluded
+            **metrics,
+        }
         if ctx.accelerator.is_main_process:
             RunFolder(ctx.run_dir).log_metrics(metrics)
             if not args.disable_tqdm:

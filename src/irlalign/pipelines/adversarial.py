@@ -32,10 +32,16 @@ class AdversarialConfig:
     disc_init: str = "continue"  # "continue" from the previous round, or "scratch"
     rm_training: dict[str, Any] = field(default_factory=dict)  # TrainingArguments keywords
     rl: str = "rloo"  # or "ppo"
-    rl_method: dict[str, Any] = field(default_factory=dict)  # RLOOConfig / PPOConfig fields
-    rl_training: dict[str, Any] = field(default_factory=dict)  # LoopArgs fields per round
+    # Each round's RL phase: `method` and `training` over the defaults every pipeline's RL phase
+    # shares (`irlalign.pipelines.parts.rl_phase`).
+    rl_method: dict[str, Any] = field(default_factory=dict)
+    rl_training: dict[str, Any] = field(default_factory=dict)  # default max_steps 50 per round
     samples_per_prompt: int = 1
     heldout_fraction: float = 0.05
+    # A round's RL step runs only when the discriminator's held-out accuracy reaches this: a
+    # near-chance discriminator's logit is noise, and standardising it to unit variance would
+    # make the policy chase that noise. The round then keeps its policy unchanged.
+    min_disc_accuracy: float = 0.6
     turn_markers: tuple[str, ...] = ("\n\nHuman",)
     sampling: Any = field(default_factory=lambda: SamplingConfig(top_p=0.95, max_new_tokens=128))
 
@@ -50,6 +56,10 @@ class AdversarialConfig:
             raise ValueError("positives is demos|sft_samples")
         if self.disc_init not in ("continue", "scratch"):
             raise ValueError("disc_init is continue|scratch")
+        if not 0 <= self.min_disc_accuracy <= 1:
+            raise ValueError("min_disc_accuracy must be in [0, 1]")
+        if self.min_disc_accuracy > 0 and self.heldout_fraction <= 0:
+            raise ValueError("min_disc_accuracy needs held-out prompts (heldout_fraction > 0)")
 
 
 def train_adversarial(cfg, run_child) -> dict[str, Any]:
@@ -67,47 +77,13 @@ def train_adversarial(cfg, run_child) -> dict[str, Any]:
         positives = _sample(load_model(cfg.model), tokenizer, adv, demos.prompts, seed)
     held = parts.heldout_split(len(prompts), adv.heldout_fraction, seed)
     policy, disc, rounds = cfg.model.path, None, []
+    data = (prompts, positives, held, demos.prompts, tokenizer, seed)
     for k in range(adv.rounds):
-        out = run_dir / f"round_{k}"
-        done = out / "round.json"
+        done = run_dir / f"round_{k}" / "round.json"
         if done.exists():  # resume: this round finished before
             summary = json.loads(done.read_text())
         else:
-            # ==== 1. samples of π_k ==========================================================
-            pol = load_model(dataclasses.replace(cfg.model, path=policy, lora=None))
-            negatives = _sample(pol, tokenizer, adv, demos.prompts, seed + 1000 * (k + 1))
-            write_jsonl(
-                out / "samples.jsonl",
-                [
-                    {"prompt": p, "policy": n, "positive": q}
-                    for p, n, q in zip(prompts, negatives, positives, strict=True)
-                ],
-            )
-            # ==== 2. the discriminator: positives (1) vs π_k samples (0) ======================
-            init = disc if (adv.disc_init == "continue" and disc) else cfg.model.path
-            pick = lambda xs, flag: [x for x, h in zip(xs, held, strict=True) if h == flag]  # noqa: E731
-            train_rows = parts.classifier_rows(
-                pick(prompts, False), pick(positives, False), pick(negatives, False)
-            )
-            test_rows = parts.classifier_rows(
-                pick(prompts, True), pick(positives, True), pick(negatives, True)
-            )
-            disc_path = parts.train_classifier(
-                init, tokenizer, train_rows, out / "discriminator", adv.rm_training, seed + k
-            )
-            from irlalign.modeling.reward import load_reward_model
-
-            acc = parts.classifier_accuracy(load_reward_model(disc_path), *test_rows)
-            # ==== 3. RL against the discriminator's reward, KL to π_SFT ======================
-            rl = _rl(cfg, adv, run_child, policy, disc_path, f"round_{k}/policy")
-            summary = {
-                "round": k,
-                "policy_in": str(policy),
-                "discriminator": str(disc_path),
-                "heldout_accuracy": acc,
-                "policy_out": rl["final_checkpoint"],
-                "synthetic": rl.get("synthetic"),
-            }
+            summary = _round(cfg, run_child, k, policy, disc, data)
             done.write_text(json.dumps(summary, indent=2, default=str))
         rounds.append(summary)
         run.log_metrics(
@@ -123,6 +99,53 @@ def train_adversarial(cfg, run_child) -> dict[str, Any]:
     }
     run.write_eval(results)
     return results
+
+
+def _round(cfg, run_child, k: int, policy: str, disc: str | None, data) -> dict[str, Any]:
+    """One round: samples of π_k, the discriminator against them, RL when it discriminates."""
+    from irlalign.modeling.load import load_model
+    from irlalign.modeling.reward import load_reward_model
+
+    adv: AdversarialConfig = cfg.method_config
+    prompts, positives, held, unique_prompts, tokenizer, seed = data
+    out = cfg.run_dir / f"round_{k}"
+    # ==== 1. samples of π_k ==============================================================
+    pol = load_model(dataclasses.replace(cfg.model, path=policy, lora=None))
+    negatives = _sample(pol, tokenizer, adv, unique_prompts, seed + 1000 * (k + 1))
+    write_jsonl(
+        out / "samples.jsonl",
+        [
+            {"prompt": p, "policy": n, "positive": q}
+            for p, n, q in zip(prompts, negatives, positives, strict=True)
+        ],
+    )
+    # ==== 2. the discriminator: positives (1) vs π_k samples (0) ==========================
+    init = disc if (adv.disc_init == "continue" and disc) else cfg.model.path
+    pick = lambda xs, flag: [x for x, h in zip(xs, held, strict=True) if h == flag]  # noqa: E731
+    train_rows = parts.classifier_rows(
+        pick(prompts, False), pick(positives, False), pick(negatives, False)
+    )
+    test_rows = parts.classifier_rows(
+        pick(prompts, True), pick(positives, True), pick(negatives, True)
+    )
+    disc_path = parts.train_classifier(
+        init, tokenizer, train_rows, out / "discriminator", adv.rm_training, seed + k
+    )
+    acc = parts.classifier_accuracy(load_reward_model(disc_path), *test_rows)
+    summary = {
+        "round": k,
+        "policy_in": str(policy),
+        "discriminator": str(disc_path),
+        "heldout_accuracy": acc,
+        "rl_skipped": not acc >= adv.min_disc_accuracy,
+        "policy_out": str(policy),
+        "synthetic": None,
+    }
+    # ==== 3. RL against the discriminator's reward, KL to π_SFT =========================
+    if not summary["rl_skipped"]:
+        rl = _rl(cfg, adv, run_child, policy, disc_path, f"round_{k}/policy")
+        summary.update(policy_out=rl["final_checkpoint"], synthetic=rl.get("synthetic"))
+    return summary
 
 
 def _gold(summary: dict) -> dict[str, float]:
@@ -141,9 +164,8 @@ def _sample(model, tokenizer, adv: AdversarialConfig, prompts, seed: int) -> lis
 def _rl(cfg, adv: AdversarialConfig, run_child, policy: str, disc: Path, folder: str):
     """RL from π_k against the discriminator's reward; the KL reference stays π_SFT."""
     spec = f"gail:{disc}" if adv.reward == "gail" else str(disc)
-    method = {"reward_mode": "terminal", "reward_norm": "initial", "kl_coef": 0.05, **adv.rl_method}
+    method, training = parts.rl_phase(cfg, adv.sampling, adv.rl_method, adv.rl_training, 50)
     method["reward_model"] = spec
-    method.setdefault("sampling", dataclasses.asdict(adv.sampling))
     return run_child(
         adv.rl,
         cfg,
@@ -152,6 +174,6 @@ def _rl(cfg, adv: AdversarialConfig, run_child, policy: str, disc: Path, folder:
         reference=cfg.model.path,
         data={"train": cfg.data.train, "split": cfg.data.split, "max_rows": cfg.data.max_rows},
         method=method,
-        training={"max_steps": 50, **adv.rl_training},
+        training=training,
         evaluate=True,
     )

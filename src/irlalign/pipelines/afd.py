@@ -41,8 +41,10 @@ class AfDConfig:
     bon_prompts: int | None = 256  # held-out synthetic prompts for the curves
     bon_estimator: str = "exact"  # or "first" (the first N samples of the pool)
     rl: str = "none"  # "none", "rloo" or "ppo" (extension: RL against the standardised logit)
-    rl_method: dict[str, Any] = field(default_factory=dict)  # RLOOConfig / PPOConfig fields
-    rl_training: dict[str, Any] = field(default_factory=dict)  # LoopArgs fields
+    # The RL phase's `method` (RLOOConfig / PPOConfig fields) and `training` (LoopArgs fields)
+    # over the defaults every pipeline's RL phase shares (`irlalign.pipelines.parts.rl_phase`).
+    rl_method: dict[str, Any] = field(default_factory=dict)
+    rl_training: dict[str, Any] = field(default_factory=dict)  # default max_steps 100
 
     def __post_init__(self) -> None:
         self.sampling = SamplingConfig.coerce(self.sampling)
@@ -217,13 +219,8 @@ def _bon_curves(cfg, afd: AfDConfig, rm_paths, sft, init, tokenizer, clean) -> d
 def _rl(cfg, afd: AfDConfig, run_child, rm_path: Path, sft_path: str) -> dict[str, Any]:
     """RLOO/PPO from π_SFT against the standardised RM logit, KL to π_SFT (the frozen copy of
     the starting policy)."""
-    method = {
-        "reward_mode": "terminal",
-        "reward_norm": "initial",
-        "kl_coef": 0.05,
-        **afd.rl_method,
-        "reward_model": str(rm_path),
-    }
+    method, training = parts.rl_phase(cfg, afd.sampling, afd.rl_method, afd.rl_training, 100)
+    method["reward_model"] = str(rm_path)
     out = run_child(
         afd.rl,
         cfg,
@@ -231,7 +228,7 @@ def _rl(cfg, afd: AfDConfig, run_child, rm_path: Path, sft_path: str) -> dict[st
         model=sft_path,
         data=_demonstration_rows(cfg),
         method=method,
-        training={"max_steps": 100, **afd.rl_training},
+        training=training,
         evaluate=True,
     )
     return {"label": "extension (not in the paper)", **json.loads(json.dumps(out, default=str))}

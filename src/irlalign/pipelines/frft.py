@@ -24,7 +24,7 @@ import numpy as np
 from irlalign.config import RunConfig
 from irlalign.frft.pool import PreferencePool, load_pool, rm_accuracy
 from irlalign.generation.sampling import HFSampler, SamplingConfig
-from irlalign.pipelines.parts import truncate_turn
+from irlalign.pipelines.parts import rl_phase, truncate_turn
 from irlalign.runs import RunFolder, write_jsonl
 
 ARMS = ("frft", "vanilla", "random")
@@ -46,8 +46,10 @@ class FRFTConfig:
     rm_training: dict[str, Any] = field(default_factory=dict)  # the refit's TrainingArguments
     n_random_val: int = 1000  # V_rand: random held-out pairs (the eval split when given)
     policy_trainer: str = "ppo"  # or "rloo"
-    rl_method: dict[str, Any] = field(default_factory=dict)  # PPOConfig / RLOOConfig fields
-    rl_training: dict[str, Any] = field(default_factory=dict)  # LoopArgs fields, per round
+    # Each round's RL phase: `method` and `training` over the defaults every pipeline's RL phase
+    # shares (`irlalign.pipelines.parts.rl_phase`).
+    rl_method: dict[str, Any] = field(default_factory=dict)
+    rl_training: dict[str, Any] = field(default_factory=dict)  # default max_steps 50 per round
     rl_prompts_per_round: int = 2000  # Q_k = pool prompts [k·M, (k+1)·M)
     turn_markers: tuple[str, ...] = ("\n\nHuman:",)
     sampling: Any = field(
@@ -279,8 +281,8 @@ def _rl(ctx: FRFTRun, k: int, policy: str, rm_path: str, out: Path) -> dict[str,
     lo = k * frft.rl_prompts_per_round
     idx = [i % len(ctx.pool) for i in range(lo, lo + frft.rl_prompts_per_round)]
     data = write_jsonl(out / "rl_prompts.jsonl", ctx.pool.rows(idx))
-    method = {"reward_mode": "terminal", **frft.rl_method, "reward_model": str(rm_path)}
-    training = {"max_steps": 50, **frft.rl_training}
+    method, training = rl_phase(ctx.cfg, frft.sampling, frft.rl_method, frft.rl_training, 50)
+    method["reward_model"] = str(rm_path)
     return ctx.phase(
         frft.policy_trainer, out / "policy", policy, data, method=method, training=training
     )

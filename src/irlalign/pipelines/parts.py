@@ -140,3 +140,27 @@ def classifier_accuracy(rm, prompts, texts, labels) -> float:
         return float("nan")
     scores = rm.score(prompts, texts)
     return float(((scores > 0) == (np.asarray(labels) > 0.5)).mean())
+
+
+# What every pipeline's RL phase starts from (AfD's RL extension, each adversarial round, each
+# FRFT round): the reward model's sequence score, standardised by its mean and spread on the
+# starting policy's first batch (a classifier's logit has no meaningful scale of its own), and a
+# KL penalty to the starting policy. The pipeline's `rl_method` / `rl_training` go on top.
+RL_PHASE_METHOD = {"reward_mode": "terminal", "reward_norm": "initial", "kl_coef": 0.05}
+
+
+def rl_phase(
+    cfg, sampling, rl_method: dict[str, Any], rl_training: dict[str, Any], max_steps: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(method, training) sections of a pipeline's RL phase. Its responses are as long as the
+    pipeline's own samples (``sampling.max_new_tokens``), or the task's horizon on a synthetic
+    task, unless `rl_method.sampling` says otherwise; they are drawn from the policy itself
+    (temperature 1, no top-k / top-p), since RL must train on its own samples."""
+    method = {**RL_PHASE_METHOD, **rl_method}
+    length = sampling.max_new_tokens
+    if cfg.eval.synthetic_task:
+        from irlalign.synthetic.build import load_task
+
+        length = load_task(cfg.eval.synthetic_task).config.horizon
+    method["sampling"] = {"max_new_tokens": length, **(rl_method.get("sampling") or {})}
+    return method, {"max_steps": max_steps, **rl_training}

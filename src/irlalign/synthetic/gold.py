@@ -2,9 +2,14 @@
 
 RL against the known reward is the upper reference for every learned reward: the same loop,
 the same token-reward mapping, only the reward model differs. Like the learned reward models,
-the gold reward reads the response text and appends `<eos>` (a response is scored as finished).
-Tokens that are not task words (topics, `<bos>`, `<sep>`) and any token at or past the horizon
-get ``invalid_penalty`` and leave the Markov state (the previous word) unchanged; the evaluation
+the gold reward reads the response text and, when it ended before the horizon without `<eos>`,
+appends one (a response is scored as finished).
+
+The horizon is scored as the environment plays it: there `<eos>` is forced at step H − 1, so a
+word at that step gets the reward of the forced `<eos>` plus ``invalid_penalty`` (running into
+the horizon never pays more than stopping), and tokens past it get ``invalid_penalty`` with
+nothing appended. Tokens that are not task words (topics, `<bos>`, `<sep>`) get
+``invalid_penalty`` and leave the Markov state (the previous word) unchanged; the evaluation
 sampler masks such tokens out, but an RL policy samples from its full vocabulary.
 """
 
@@ -43,13 +48,15 @@ class GoldReward:
         if tokens and tokens[-1] == EOS:
             tokens = tokens[:-1]
         prev, ids, rewards = int(words[-1]), [], []
-        horizon = self.task.config.horizon
-        for t, token in enumerate([*tokens, EOS]):
-            action = self.task.eos_action if token == EOS else self._action.get(token)
+        horizon, eos = self.task.config.horizon, self.task.eos_action
+        for t, token in enumerate(tokens + [EOS] if len(tokens) < horizon else tokens):
+            action = eos if token == EOS else self._action.get(token)
             ids.append(self.tokenizer.convert_tokens_to_ids(token))
             if action is None or t >= horizon:
                 rewards.append(self.invalid_penalty)
-                continue
-            rewards.append(float(self._table[t, topic, prev, action]))
-            prev = action if action != self.task.eos_action else prev
+            elif t == horizon - 1 and action != eos:  # the environment ends the response here
+                rewards.append(float(self._table[t, topic, prev, eos]) + self.invalid_penalty)
+            else:
+                rewards.append(float(self._table[t, topic, prev, action]))
+                prev = action if action != eos else prev
         return ResponseRewards(token_ids=ids, rewards=np.array(rewards))
