@@ -18,6 +18,7 @@ from irlalign.losses.policy_gradient import (
     ppo_value_loss,
     rloo_advantages,
     rloo_loss,
+    rloo_token_advantages,
     terminal_rewards,
     whiten,
 )
@@ -34,6 +35,54 @@ def test_rloo_advantages_by_hand_and_sum_to_zero_per_group():
         rloo_advantages(r, k=1)
     with pytest.raises(ValueError, match="groups of k=4"):
         rloo_advantages(r, k=4)
+
+
+def test_rloo_token_advantages_by_hand():
+    """Two groups of k = 2 (one row shorter): A_t^i = G_t^i − G_t^j, G the reward-to-go."""
+    rewards = torch.tensor([[1.0, 2.0, 3.0], [0.0, 1.0, 0.0], [2.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 0], [1, 1, 1]]).bool()
+    adv = rloo_token_advantages(rewards, mask, k=2)
+    # G: row 0 [6, 5, 3], row 1 [1, 1, 0]; row 2 [2, 0, 0], row 3 [3, 2, 1]
+    expected = torch.tensor([[5.0, 4.0, 3.0], [-5.0, -4.0, 0.0], [-1.0, 0.0, 0.0], [1.0, 2.0, 1.0]])
+    torch.testing.assert_close(adv, expected)
+    # At the first response token it is the sequence advantage of Eq. 5.
+    seq = rloo_advantages(torch.where(mask, rewards, 0.0).sum(1), k=2)
+    torch.testing.assert_close(adv[:, 0], seq)
+
+
+def test_rloo_token_advantages_are_unbiased_and_per_token_loss_matches():
+    """The reward-to-go estimator's expected gradient equals the sequence estimator's on a
+    two-step bandit with exact enumeration; and a constant per-token advantage gives exactly
+    the sequence loss."""
+    logps = torch.randn(4, 3, requires_grad=True)
+    mask = torch.ones(4, 3).bool()
+    seq_adv = torch.tensor([1.0, -1.0, 0.5, -0.5])
+    a, _ = rloo_loss(logps, seq_adv, mask)
+    b, _ = rloo_loss(logps, seq_adv[:, None].expand(4, 3).clone(), mask)
+    torch.testing.assert_close(a, b)
+    # Exact expectation over all outcomes of k = 2 i.i.d. two-step episodes with softmax
+    # policies θ1 (first action) and θ2 (second action); rewards r(a1) + r(a2).
+    theta = torch.tensor([[0.3, -0.2], [0.1, 0.4]], requires_grad=True)
+    r = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    episodes = [(x, y) for x in range(2) for y in range(2)]
+    grads = {}
+    for how in ("sequence", "reward_to_go"):
+        logp = torch.log_softmax(theta, -1)
+        total = 0.0
+        for e1 in episodes:
+            for e2 in episodes:
+                p = torch.exp(logp[0, e1[0]] + logp[1, e1[1]] + logp[0, e2[0]] + logp[1, e2[1]])
+                lp = torch.stack([torch.stack([logp[0, e[0]], logp[1, e[1]]]) for e in (e1, e2)])
+                rew = torch.stack([torch.stack([r[0, e[0]], r[1, e[1]]]) for e in (e1, e2)])
+                m = torch.ones(2, 2).bool()
+                if how == "sequence":
+                    adv = rloo_advantages(rew.sum(1), k=2)
+                else:
+                    adv = rloo_token_advantages(rew, m, k=2)
+                loss, _ = rloo_loss(lp, adv, m)
+                total = total + p.detach() * loss
+        grads[how] = torch.autograd.grad(total, theta)[0]
+    torch.testing.assert_close(grads["sequence"], grads["reward_to_go"])
 
 
 def test_terminal_rewards_sit_on_the_last_response_token():

@@ -51,8 +51,11 @@ class PPOConfig:
     ppo_epochs: int = 4
     num_minibatches: int = 2
     clip: float = 0.2  # ε of the ratio clip
-    value_clip: float = 0.2
+    value_clip: float | None = 0.2  # None: no value clipping
     vf_coef: float = 0.1
+    # Rollout iterations at the start that train only the value head (policy loss weight 0): the
+    # head starts at V ≡ 0, far from the returns, and its first advantages are mostly noise.
+    value_warmup_steps: int = 0
     gamma: float = 1.0
     gae_lambda: float = 0.95
     whiten_advantages: bool = True
@@ -66,8 +69,10 @@ class PPOConfig:
             raise ValueError("k, prompts_per_step, ppo_epochs and num_minibatches must be >= 1")
         if not (0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
             raise ValueError("gamma must be in (0, 1] and gae_lambda in [0, 1]")
-        if self.clip <= 0 or self.value_clip <= 0 or self.vf_coef < 0:
-            raise ValueError("clip and value_clip must be > 0, vf_coef >= 0")
+        if self.clip <= 0 or (self.value_clip is not None and self.value_clip <= 0):
+            raise ValueError("clip and value_clip must be > 0 (value_clip may be null)")
+        if self.vf_coef < 0 or self.value_warmup_steps < 0:
+            raise ValueError("vf_coef and value_warmup_steps must be >= 0")
 
 
 def attach_value_head(model: torch.nn.Module) -> None:
@@ -146,7 +151,8 @@ def _update(ctx: LoopContext, ppo: PPOConfig, batch, mask, targets, step: int) -
             vl, vm = ppo_value_loss(
                 values, old_values[idx], returns[idx], mb_mask, clip=ppo.value_clip
             )
-            loss = pl + ppo.vf_coef * vl
+            policy_weight = 0.0 if step < ppo.value_warmup_steps else 1.0
+            loss = policy_weight * pl + ppo.vf_coef * vl
             ctx.accelerator.backward(loss)
             grad_norm = optimizer_step(ctx)
             for k, v in {

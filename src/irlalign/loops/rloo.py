@@ -32,6 +32,7 @@ from irlalign.losses.policy_gradient import (
     kl_penalised_rewards,
     rloo_advantages,
     rloo_loss,
+    rloo_token_advantages,
     whiten,
 )
 from irlalign.modeling.forward import response_logps
@@ -46,6 +47,10 @@ class RLOOConfig:
     k: int = 4  # samples per prompt (the RLOO group)
     prompts_per_step: int = 16  # per process
     micro_batch: int = 64  # rows per forward/backward (memory only; the update is the same)
+    # "sequence": Eq. 5, one advantage per response from its whole return; "reward_to_go": per
+    # token, from the rewards at and after it (same leave-one-out baseline, position by
+    # position), which drops the noise of earlier rewards when rewards are dense.
+    advantage: str = "sequence"
     normalize_advantages: bool = False
     chunk_tokens: int | None = None
     sampling: Any = field(default_factory=SamplingConfig)
@@ -55,6 +60,8 @@ class RLOOConfig:
         check_reward_fields(self)
         if self.k < 2:
             raise ValueError("RLOO needs k >= 2 samples per prompt")
+        if self.advantage not in ("sequence", "reward_to_go"):
+            raise ValueError("advantage must be 'sequence' or 'reward_to_go'")
         if self.prompts_per_step < 1 or self.micro_batch < 1:
             raise ValueError("prompts_per_step and micro_batch must be >= 1")
 
@@ -78,9 +85,14 @@ def train_rloo(cfg) -> dict[str, Any]:
         shaped = kl_penalised_rewards(
             rewards, rollouts.logps, ref_logps, mask, kl_coef=rloo.kl_coef
         )
-        adv = rloo_advantages(shaped.sum(1), k=rloo.k)
-        if rloo.normalize_advantages:
-            adv = whiten(adv, torch.ones_like(adv))
+        if rloo.advantage == "reward_to_go":
+            adv = rloo_token_advantages(shaped, mask, k=rloo.k)
+            if rloo.normalize_advantages:
+                adv = whiten(adv, mask)
+        else:
+            adv = rloo_advantages(shaped.sum(1), k=rloo.k)
+            if rloo.normalize_advantages:
+                adv = whiten(adv, torch.ones_like(adv))
         # ---- update: one REINFORCE step with the leave-one-out baseline
         loss_sum = _update(ctx, rloo, rollouts, adv)
         grad_norm = optimizer_step(ctx)

@@ -2,7 +2,8 @@
 
 RLOO: Ahmadian et al. 2024, *Back to Basics: Revisiting REINFORCE Style Optimization for
 Learning from Human Feedback in LLMs* (arXiv 2402.14740), Eq. 5: the leave-one-out baseline
-A_i = R_i − mean_{j≠i} R_j over the k samples of one prompt. PPO: Schulman et al. 2017
+A_i = R_i − mean_{j≠i} R_j over the k samples of one prompt; with dense rewards, optionally per
+token on the reward-to-go (the same baseline, position by position). PPO: Schulman et al. 2017
 (arXiv 1707.06347), Eq. 7 (clipped surrogate), with GAE (Schulman et al. 2016, arXiv 1506.02438,
 Eq. 16). Rewards are per token (B, T) everywhere: a sequence-level score is the special case of
 all mass on the last response token (`terminal_rewards`), so dense and terminal rewards share
@@ -56,11 +57,34 @@ def rloo_advantages(returns: Tensor, *, k: int) -> Tensor:
     return (r - baseline).reshape(-1)
 
 
+def rloo_token_advantages(rewards: Tensor, completion_mask: Tensor, *, k: int) -> Tensor:
+    """RLOO with reward-to-go, per token: A_t^i = G_t^i − mean_{j≠i} G_t^j, where
+    G_t = Σ_{t' ≥ t} r_{t'} and the k samples of a group (consecutive rows, one prompt, so their
+    response columns align) are compared position by position. A token's advantage then holds
+    only the rewards that can follow it, and the baseline of row i uses other rows only, so the
+    gradient stays unbiased (``rewards`` (N·k, T), 0 past a row's end; returns (N·k, T)). At
+    the first response token this is Eq. 5's sequence advantage."""
+    if k < 2:
+        raise ValueError("RLOO needs k >= 2 samples per prompt")
+    if rewards.shape[0] % k:
+        raise ValueError(f"{rewards.shape[0]} rows do not split into groups of k={k}")
+    m = completion_mask.bool()
+    r = torch.where(m, rewards, torch.zeros_like(rewards))
+    to_go = r.flip(1).cumsum(1).flip(1).reshape(-1, k, r.shape[1])
+    baseline = (to_go.sum(1, keepdim=True) - to_go) / (k - 1)
+    adv = (to_go - baseline).reshape(r.shape)
+    return torch.where(m, adv, torch.zeros_like(adv))
+
+
 def rloo_loss(logps: Tensor, advantages: Tensor, completion_mask: Tensor) -> tuple[Tensor, Metrics]:
-    """REINFORCE with the RLOO baseline: L = −mean_i A_i · Σ_t log π(a_t|s_t); ``logps`` (B, T),
-    ``advantages`` (B,) (per-token rewards summed over the response, then `rloo_advantages`)."""
-    seq_logp = torch.where(completion_mask.bool(), logps, torch.zeros_like(logps)).sum(1)
-    loss = -(advantages.detach() * seq_logp).mean()
+    """REINFORCE with the RLOO baseline: L = −mean_i Σ_t A_{i(,t)} · log π(a_t|s_t); ``logps``
+    (B, T); ``advantages`` (B,) per sequence (`rloo_advantages`) or (B, T) per token
+    (`rloo_token_advantages`)."""
+    m = completion_mask.bool()
+    adv = advantages.detach()
+    if adv.dim() == 1:
+        adv = adv[:, None].expand_as(logps)
+    loss = -torch.where(m, adv * logps, torch.zeros_like(logps)).sum(1).mean()
     return loss, {"loss/total": loss.detach(), "rl/advantage_abs": advantages.abs().mean()}
 
 
@@ -99,12 +123,20 @@ def ppo_policy_loss(
 
 
 def ppo_value_loss(
-    values: Tensor, old_values: Tensor, returns: Tensor, completion_mask: Tensor, *, clip: float
+    values: Tensor,
+    old_values: Tensor,
+    returns: Tensor,
+    completion_mask: Tensor,
+    *,
+    clip: float | None,
 ) -> tuple[Tensor, Metrics]:
-    """Clipped value loss, token mean: ½·max((V − R)², (V_old + clip(V − V_old, ±ε) − R)²)."""
+    """Clipped value loss, token mean: ½·max((V − R)², (V_old + clip(V − V_old, ±ε) − R)²);
+    ``clip=None`` gives the plain ½·(V − R)²."""
     m = completion_mask.bool()
-    clipped = old_values + (values - old_values).clamp(-clip, clip)
-    err = torch.maximum((values - returns).pow(2), (clipped - returns).pow(2))
+    err = (values - returns).pow(2)
+    if clip is not None:
+        clipped = old_values + (values - old_values).clamp(-clip, clip)
+        err = torch.maximum(err, (clipped - returns).pow(2))
     loss = 0.5 * masked_sum(err, m) / m.sum().clamp_min(1)
     return loss, {"loss/value": loss.detach()}
 
