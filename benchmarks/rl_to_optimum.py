@@ -28,7 +28,7 @@ from pathlib import Path
 # The settings the presets had before (k, prompts per step, lr and schedule): a reference row.
 OLD = {
     "rloo": {
-        "method": {"k": 4, "prompts_per_step": 16},
+        "method": {"k": 4, "prompts_per_step": 16, "advantage": "sequence"},
         "training": {"learning_rate": 1e-3, "warmup_steps": 5, "lr_scheduler_type": "linear"},
     },
     "ppo": {

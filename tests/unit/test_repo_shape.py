@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from irlalign.methods import METHODS, resolve
 
@@ -147,3 +148,21 @@ def test_configuration_reference_is_generated_from_the_code():
     for spec in METHODS.values():
         for doc in field_docs(spec.config_class()):
             assert f"| `{doc.name}` |" in text, (spec.config, doc.name)
+
+
+def test_pipeline_rl_phases_use_the_rl_presets_settings():
+    """AfD's RL extension, each adversarial round and each FRFT round train with the same
+    optimiser settings and batch as the RL presets (configs/synthetic/rloo.yaml, ppo.yaml):
+    one source of RL defaults. Only the reward side (reward model, its normalisation, the KL
+    coefficient against a learned reward) and the step budget are the pipeline's own."""
+    own = {"reward_model", "reward_mode", "reward_norm", "kl_coef", "sampling"}
+    synthetic = ROOT / "configs" / "synthetic"
+    for name, rl_key in (("afd", "rl"), ("adversarial", "rl"), ("frft", "policy_trainer")):
+        method = yaml.safe_load((synthetic / f"{name}.yaml").read_text())["method"]
+        rl_name = method.get(rl_key) if method.get(rl_key) not in (None, "none") else "rloo"
+        rl = yaml.safe_load((synthetic / f"{rl_name}.yaml").read_text())
+        for key, value in rl["method"].items():
+            if key not in own:
+                assert method["rl_method"].get(key) == value, (name, key)
+        for key in ("learning_rate", "lr_scheduler_type", "warmup_steps", "max_grad_norm"):
+            assert method["rl_training"].get(key) == rl["training"].get(key), (name, key)

@@ -35,6 +35,7 @@ class Row:
     folder: str  # the row's run folder inside the quickstart's folder
     overrides: dict[str, Any] = field(default_factory=dict)  # nested, merged into the preset
     needs: tuple[str, ...] = ()  # folders of rows that must have finished first
+    drop: tuple[str, ...] = ()  # dotted preset keys removed before merging (replaced wholesale)
 
 
 ROWS = (
@@ -100,12 +101,18 @@ ROWS = (
                 "n_random_val": 200,
                 "vanilla_rm": "runs/rm_reward/checkpoints/final",
                 "policy_trainer": "rloo",
-                "rl_method": {"k": 4, "prompts_per_step": 16},
+                "rl_method": {
+                    "kl_coef": 0.05,
+                    "reward_norm": "initial",
+                    "k": 4,
+                    "prompts_per_step": 16,
+                },
                 "rl_training": {"max_steps": 15, "eval_steps": None},
                 "rl_prompts_per_round": 300,
             },
         },
         needs=("sft", "rm_reward"),
+        drop=("method.rl_method",),  # the preset's are PPO settings; this row runs RLOO
     ),
 )
 # Longest first, so that two workers finish together.
@@ -149,11 +156,19 @@ def preset_config(
     seed: int,
     samples: int = 4,
     overrides: dict[str, Any] | None = None,
+    drop: tuple[str, ...] = (),
 ) -> tuple[str, dict[str, Any]]:
     """(method name, raw config) of the synthetic preset ``name`` with ``overrides`` merged in,
     its task at ``task_dir``, its other `runs/...` paths under ``runs_root`` and its run
     folder at ``output_dir``. A preset names its method with `method_name` (else its file)."""
-    raw = merge(load_preset(name), overrides or {})
+    raw = load_preset(name)
+    for dotted in drop:
+        *parents, leaf = dotted.split(".")
+        node = raw
+        for key in parents:
+            node = node.get(key, {})
+        node.pop(leaf, None)
+    raw = merge(raw, overrides or {})
     raw = rebase(raw, {PRESET_TASK: task_dir, PRESET_ROOT: runs_root})
     raw = merge(raw, {"eval": {"seed": seed, "samples": samples}})
     raw["training"].update(output_dir=str(output_dir), seed=seed, disable_tqdm=True)
@@ -170,6 +185,7 @@ def row_config(row: Row, out: Path, seed: int, samples: int) -> tuple[str, dict[
         seed=seed,
         samples=samples,
         overrides=row.overrides,
+        drop=row.drop,
     )
 
 

@@ -56,6 +56,9 @@ class PPOConfig:
     # Rollout iterations at the start that train only the value head (policy loss weight 0): the
     # head starts at V ≡ 0, far from the returns, and its first advantages are mostly noise.
     value_warmup_steps: int = 0
+    # The value head reads the policy's hidden states through a stop-gradient: the value loss
+    # then trains the head alone and never moves the shared backbone (the policy).
+    detach_value: bool = False
     gamma: float = 1.0
     gae_lambda: float = 0.95
     whiten_advantages: bool = True
@@ -85,7 +88,8 @@ def _forward(ctx: LoopContext, ppo: PPOConfig, ids, am, cm):
     logps, hidden = response_logps(
         ctx.policy, ids, am, cm, ppo.chunk_tokens, ppo.sampling.temperature
     )
-    values = get_head(ctx.policy, VALUE_HEAD)(hidden[:, :-1])
+    features = hidden[:, :-1].detach() if ppo.detach_value else hidden[:, :-1]
+    values = get_head(ctx.policy, VALUE_HEAD)(features)
     return logps, values
 
 
