@@ -98,10 +98,10 @@ def suite_afd(task: str, out: Path, seeds, rl_steps: int) -> list[dict]:
     rows = []
     for seed in seeds:
         raw = preset("afd", task, out / f"afd_{seed}", seed)
-        raw["method"].update(
-            variants=AFD_VARIANTS,
-            rl="rloo",
-            rl_training={"max_steps": rl_steps, "eval_steps": rl_steps, "save_steps": 10**6},
+        raw["method"].update(variants=AFD_VARIANTS, rl="rloo")
+        # on top of the preset's RL settings (those of configs/synthetic/rloo.yaml)
+        raw["method"]["rl_training"].update(
+            max_steps=rl_steps, eval_steps=rl_steps, save_steps=10**6
         )
         res = train("afd", raw)
         rows.append(

@@ -18,6 +18,16 @@ from irlalign.loops.checkpoint import LoopState, load_checkpoint, resume_folder,
 from irlalign.loops.evaluation import START_KEY, evaluate
 from irlalign.modeling.reward import RewardModel
 
+# `transformers.get_scheduler` names that need nothing beyond warm-up and total steps.
+SCHEDULES = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+)
 GOLD = "gold"  # reward_model value: the synthetic task's true reward r* (needs eval.synthetic_task)
 
 
@@ -31,7 +41,7 @@ class LoopArgs:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     warmup_steps: int = 0
-    lr_scheduler_type: str = "linear"  # any `transformers.get_scheduler` name, e.g. "constant"
+    lr_scheduler_type: str = "linear"  # one of SCHEDULES (transformers' names)
     seed: int = 42
     logging_steps: int = 1
     save_steps: int = 50
@@ -48,6 +58,8 @@ class LoopArgs:
             raise ValueError("max_steps, save_steps and logging_steps must be >= 1")
         if self.eval_steps is not None and self.eval_steps < 1:
             raise ValueError("eval_steps must be >= 1 or null")
+        if self.lr_scheduler_type not in SCHEDULES:
+            raise ValueError(f"lr_scheduler_type must be one of {', '.join(SCHEDULES)}")
 
 
 def check_reward_fields(method_config: Any) -> None:

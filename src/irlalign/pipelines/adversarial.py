@@ -132,12 +132,16 @@ def _round(cfg, run_child, k: int, policy: str, disc: str | None, data) -> dict[
         init, tokenizer, train_rows, out / "discriminator", adv.rm_training, seed + k
     )
     acc = parts.classifier_accuracy(load_reward_model(disc_path), *test_rows)
+    if adv.min_disc_accuracy > 0 and not test_rows[0]:
+        raise ValueError(
+            "min_disc_accuracy needs held-out prompts: heldout_fraction × prompts rounds to 0"
+        )
     summary = {
         "round": k,
         "policy_in": str(policy),
         "discriminator": str(disc_path),
         "heldout_accuracy": acc,
-        "rl_skipped": not acc >= adv.min_disc_accuracy,
+        "rl_skipped": adv.min_disc_accuracy > 0 and not acc >= adv.min_disc_accuracy,
         "policy_out": str(policy),
         "synthetic": None,
     }
