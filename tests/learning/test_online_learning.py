@@ -7,9 +7,10 @@ benchmarks/online_rl.py).
   reward, beats best-of-1 (the plain π_SFT sample).
 
 Measured (seed 0, 256 eval prompts × 4 samples; normalised-score se ≈ 0.015): RLOO dense r*,
-100 iterations 0.362 (floor 0.2); PPO terminal r*, 50 iterations 0.265 (floor 0.15); AfD with
-300 SFT steps and 200 discriminator steps, best-of-1 → best-of-16 on 128 prompts: Init-SFT
-0.597 → 0.888 (margin asserted 0.15), summed log-ratio 0.597 → 1.118 (margin 0.3).
+50 iterations 0.451 (floor 0.35), gap_closed 0.267 (floor 0.15); PPO terminal r*, 50 iterations
+0.293 (floor 0.15); AfD with 300 SFT steps and 200 discriminator steps, best-of-1 →
+best-of-16 on 128 prompts: Init-SFT 0.597 → 0.888 (margin asserted 0.15), summed log-ratio
+0.597 → 1.118 (margin 0.3).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from irlalign.methods import resolve, train
 
 pytestmark = pytest.mark.learning
 ROOT = Path(__file__).resolve().parents[2]
-RLOO_SCORE_FLOOR, RLOO_GAP_FLOOR = 0.2, 0.1  # placeholders until measured
+# RLOO with the preset (32 prompts × 8, reward-to-go, lr 2e-3), 50 iterations, seed 0:
+# normalised score 0.451, gap_closed 0.267 (the same point as benchmarks/rl_to_optimum.py's).
+RLOO_SCORE_FLOOR, RLOO_GAP_FLOOR = 0.35, 0.15
 
 
 def _preset(name, task_dir, out, **training):
@@ -38,7 +41,7 @@ def _preset(name, task_dir, out, **training):
 
 @pytest.mark.parametrize(
     ("method", "mode", "steps", "floor", "gap_floor"),
-    [("rloo", "dense", 100, RLOO_SCORE_FLOOR, RLOO_GAP_FLOOR), ("ppo", "terminal", 50, 0.15, None)],
+    [("rloo", "dense", 50, RLOO_SCORE_FLOOR, RLOO_GAP_FLOOR), ("ppo", "terminal", 50, 0.15, None)],
 )
 def test_rl_against_the_true_reward(
     method, mode, steps, floor, gap_floor, default_task_dir, tmp_path
@@ -63,9 +66,10 @@ def test_afd_best_of_n_beats_the_single_sft_sample(default_task_dir, tmp_path):
 
 def test_frft_round_improves_on_the_sft_policy(default_task_dir, tmp_path):
     """One FRFT round (top-mean subset of 200 + 50 pairs from an 800-pair pool, BT refit, 25 PPO
-    iterations against it, KL 0.05 to π_SFT) raises the gold score above π_SFT's. Measured (seed
-    0): π_SFT 0.603 → 0.768; refit RM accuracy on the aligned validation pairs 0.82 (the pooled
-    RM had 1.00 on them), on random held-out pairs 0.615."""
+    iterations against it with the PPO preset's settings, KL 0.05 to π_SFT) raises the gold
+    score above π_SFT's. Measured (seed 0): π_SFT 0.603 → 0.707 (KL to π_ref 9.9); refit RM
+    accuracy on the aligned validation pairs 0.82 (the pooled RM had 1.00 on them), on random
+    held-out pairs 0.615."""
     sft = train(resolve("sft", _preset("sft", default_task_dir, tmp_path / "sft")))
     raw = _preset("frft", default_task_dir, tmp_path / "frft")
     raw["model"]["path"] = sft["final_checkpoint"]
@@ -78,5 +82,5 @@ def test_frft_round_improves_on_the_sft_policy(default_task_dir, tmp_path):
     print(
         "FRFT learning:", sft["synthetic"]["normalised_score"], final["gold"], final["rm_metrics"]
     )
-    assert final["gold"]["normalised_score"] > sft["synthetic"]["normalised_score"] + 0.1
+    assert final["gold"]["normalised_score"] > sft["synthetic"]["normalised_score"] + 0.05
     assert final["rm_metrics"]["refit_accuracy_aligned"] > 0.6
