@@ -55,7 +55,7 @@ def save_checkpoint(
     tokenizer.save_pretrained(folder)
     rng = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
+        "numpy": _numpy_state_as_tensors(np.random.get_state()),
         "python": random.getstate(),
     }
     torch.save(
@@ -87,14 +87,51 @@ def load_checkpoint(folder: Path, policy, optimizer, scheduler=None) -> LoopStat
     else:
         base.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)
     load_heads(base, folder)
-    saved = torch.load(folder / STATE_FILE, weights_only=False)
+    saved = read_state(folder / STATE_FILE)
     optimizer.load_state_dict(saved["optimizer"])
     if scheduler is not None and saved.get("scheduler") is not None:
         scheduler.load_state_dict(saved["scheduler"])
     torch.set_rng_state(saved["rng"]["torch"])
-    np.random.set_state(saved["rng"]["numpy"])
+    np.random.set_state(_numpy_state_from_tensors(saved["rng"]["numpy"]))
     random.setstate(saved["rng"]["python"])
     return LoopState(**saved["state"])
+
+
+def _numpy_state_as_tensors(state: tuple) -> tuple:
+    """numpy's RNG state with its key array as a tensor: a file `torch.load` reads without
+    unpickling any numpy object."""
+    name, keys, pos, has_gauss, cached = state
+    return (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), cached)
+
+
+def _numpy_state_from_tensors(state: tuple) -> tuple:
+    name, keys, pos, has_gauss, cached = state
+    if isinstance(keys, torch.Tensor):
+        keys = keys.numpy().astype(np.uint32)
+    return (name, keys, pos, has_gauss, cached)
+
+
+# Checkpoints written before the RNG state was stored as tensors hold numpy arrays; these are
+# the only globals `read_state` lets the unpickler build (no code runs on load).
+_NUMPY_ARRAY_GLOBALS = [
+    np._core.multiarray._reconstruct,
+    np.ndarray,
+    np.dtype,
+    type(np.dtype(np.uint32)),
+]
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """`loop_state.pt` with `weights_only=True`: tensors, numbers, strings and containers only
+    (plus plain numpy arrays for older checkpoints); anything else is refused."""
+    import pickle
+
+    try:
+        with torch.serialization.safe_globals(_NUMPY_ARRAY_GLOBALS):
+            return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path}: refused to load (not a plain loop state): {first}") from None
 
 
 def resume_folder(run_dir: Path, resume: bool | str | None) -> Path | None:
