@@ -110,6 +110,8 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         """What `config.yaml` holds (a reference model is written as `model.reference_path`)."""
         model = dataclasses.asdict(self.model)
+        if self.reference is not None:
+            model["reference_path"] = self.reference.path
         return {
             "method_name": self.method_name,
             "model": model,

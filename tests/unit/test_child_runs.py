@@ -83,6 +83,10 @@ def test_an_rl_phase_gets_its_reference_and_the_parents_evaluation(parent):
     )
     assert child.eval == parent.eval
     assert child.reference.path == "models/sft" and child.reference.lora is None
+    # config.yaml records the reference, so the written config resolves to the same run
+    written = child.to_dict()
+    assert written["model"]["reference_path"] == "models/sft"
+    assert resolve("rloo", written).to_dict() == written
     assert child.reference.dtype == parent.model.dtype
     assert (child.data.split, child.data.max_rows) == ("validation", 300)  # passed explicitly
     assert child.method_config.reward_model == "rm"

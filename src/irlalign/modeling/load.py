@@ -19,7 +19,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from irlalign.config import LoraOptions, ModelOptions  # noqa: F401  (re-exported)
+from irlalign.config import LoraOptions, ModelOptions
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 KINDS = {"causal_lm": AutoModelForCausalLM, "reward": AutoModelForSequenceClassification}
