@@ -186,7 +186,10 @@ def field_docs(cls: type) -> list[FieldDoc]:
     field's line, else the comment lines just above it (read from the class's source)."""
     import inspect
 
-    comments = _field_comments(inspect.getsource(cls))
+    comments: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):  # inherited fields keep their base class's comments
+        if dataclasses.is_dataclass(klass):
+            comments.update(_field_comments(inspect.getsource(klass)))
     return [
         FieldDoc(f.name, _type_name(f.type), _default_text(f), comments.get(f.name, ""))
         for f in dataclasses.fields(cls)

@@ -11,14 +11,13 @@ The loop, top to bottom: sample → values and log-probs → rewards → GAE →
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from irlalign.generation.rewards import policy_token_rewards
-from irlalign.generation.sampling import SamplingConfig
-from irlalign.loops.setup import GOLD, LoopContext, check_reward_fields, setup
+from irlalign.loops.setup import LoopContext, RLConfig, setup
 from irlalign.loops.step import (
     action_mask,
     end_step,
@@ -41,11 +40,7 @@ from irlalign.modeling.heads import VALUE_HEAD, ScalarHead, attach_head, get_hea
 
 
 @dataclass
-class PPOConfig:
-    reward_model: str = GOLD  # reward-model folder, or "gold" (synthetic r*)
-    reward_mode: str = "dense"  # "dense" per-token rewards, or "terminal" sequence scores
-    reward_norm: str = "none"  # "none", "batch", "initial"
-    kl_coef: float = 0.05  # β: per-token penalty β·(log π − log π_ref)
+class PPOConfig(RLConfig):
     k: int = 1  # samples per prompt
     prompts_per_step: int = 32  # per process
     ppo_epochs: int = 4
@@ -62,12 +57,9 @@ class PPOConfig:
     gamma: float = 1.0
     gae_lambda: float = 0.95
     whiten_advantages: bool = True
-    chunk_tokens: int | None = None
-    sampling: Any = field(default_factory=SamplingConfig)
 
     def __post_init__(self) -> None:
-        self.sampling = SamplingConfig.coerce(self.sampling)
-        check_reward_fields(self)
+        super().__post_init__()
         if min(self.k, self.prompts_per_step, self.ppo_epochs, self.num_minibatches) < 1:
             raise ValueError("k, prompts_per_step, ppo_epochs and num_minibatches must be >= 1")
         if not (0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1):

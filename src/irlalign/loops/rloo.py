@@ -10,14 +10,13 @@ The loop, top to bottom: sample → reward → reference log-probs → advantage
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from irlalign.generation.rewards import policy_token_rewards
-from irlalign.generation.sampling import SamplingConfig
-from irlalign.loops.setup import GOLD, LoopContext, check_reward_fields, setup
+from irlalign.loops.setup import LoopContext, RLConfig, setup
 from irlalign.loops.step import (
     action_mask,
     end_step,
@@ -39,11 +38,7 @@ from irlalign.modeling.forward import response_logps
 
 
 @dataclass
-class RLOOConfig:
-    reward_model: str = GOLD  # reward-model folder, or "gold" (synthetic r*)
-    reward_mode: str = "dense"  # "dense" per-token rewards, or "terminal" sequence scores
-    reward_norm: str = "none"  # "none", "batch", "initial"
-    kl_coef: float = 0.05  # β: per-token penalty β·(log π − log π_ref)
+class RLOOConfig(RLConfig):
     k: int = 4  # samples per prompt (the RLOO group)
     prompts_per_step: int = 16  # per process
     micro_batch: int = 64  # rows per forward/backward (memory only; the update is the same)
@@ -52,12 +47,9 @@ class RLOOConfig:
     # position), which drops the noise of earlier rewards when rewards are dense.
     advantage: str = "sequence"
     normalize_advantages: bool = False
-    chunk_tokens: int | None = None
-    sampling: Any = field(default_factory=SamplingConfig)
 
     def __post_init__(self) -> None:
-        self.sampling = SamplingConfig.coerce(self.sampling)
-        check_reward_fields(self)
+        super().__post_init__()
         if self.k < 2:
             raise ValueError("RLOO needs k >= 2 samples per prompt")
         if self.advantage not in ("sequence", "reward_to_go"):

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from irlalign.config import RunConfig
+from irlalign.generation.sampling import SamplingConfig
 from irlalign.loops.checkpoint import LoopState, load_checkpoint, resume_folder, truncate_metrics
 from irlalign.loops.evaluation import START_KEY, evaluate
 from irlalign.modeling.reward import RewardModel
@@ -62,23 +63,34 @@ class LoopArgs:
             raise ValueError(f"lr_scheduler_type must be one of {', '.join(SCHEDULES)}")
 
 
-def check_reward_fields(method_config: Any) -> None:
-    """Validation shared by the RL configs' reward and sampling fields (`reward_model`,
-    `reward_mode`, `reward_norm`, `kl_coef`, `sampling`)."""
-    if method_config.reward_mode not in ("dense", "terminal"):
-        raise ValueError("reward_mode must be 'dense' or 'terminal'")
-    if method_config.reward_norm not in ("none", "batch", "initial"):
-        raise ValueError("reward_norm must be 'none', 'batch' or 'initial'")
-    if method_config.kl_coef < 0:
-        raise ValueError("kl_coef must be >= 0")
-    if not method_config.reward_model:
-        raise ValueError("reward_model is required: a reward-model folder, or 'gold'")
-    if method_config.sampling.filters:
-        raise ValueError(
-            "sampling.top_k / sampling.top_p: an RL loop trains the policy it samples from, and "
-            "filtered samples would make the update off-policy; use top_k: 0 and top_p: 1.0 "
-            "(sampling.temperature is supported: the loss then uses softmax(logits / T))"
-        )
+@dataclass
+class RLConfig:
+    """The `method` fields RLOO and PPO share: the reward, the KL penalty and sampling."""
+
+    reward_model: str = GOLD  # reward-model folder, `gail:<folder>`, or "gold" (synthetic r*)
+    reward_mode: str = "dense"  # "dense" per-token rewards, or "terminal" sequence scores
+    reward_norm: str = "none"  # "none", "batch", "initial"
+    kl_coef: float = 0.05  # β: per-token penalty β·(log π − log π_ref)
+    chunk_tokens: int | None = None  # rows per vocabulary chunk; None: sized by the vocabulary
+    sampling: Any = field(default_factory=SamplingConfig)  # temperature, length, stop strings
+
+    def __post_init__(self) -> None:
+        self.sampling = SamplingConfig.coerce(self.sampling)
+        if self.reward_mode not in ("dense", "terminal"):
+            raise ValueError("reward_mode must be 'dense' or 'terminal'")
+        if self.reward_norm not in ("none", "batch", "initial"):
+            raise ValueError("reward_norm must be 'none', 'batch' or 'initial'")
+        if self.kl_coef < 0:
+            raise ValueError("kl_coef must be >= 0")
+        if not self.reward_model:
+            raise ValueError("reward_model is required: a reward-model folder, or 'gold'")
+        if self.sampling.filters:
+            raise ValueError(
+                "sampling.top_k / sampling.top_p: an RL loop trains the policy it samples from, "
+                "and filtered samples would make the update off-policy; use top_k: 0 and "
+                "top_p: 1.0 (sampling.temperature is supported: the loss then uses "
+                "softmax(logits / T))"
+            )
 
 
 @dataclass
