@@ -67,12 +67,22 @@ def _metrics(run: Path) -> list[dict]:
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("method", ["rloo", "ppo"])
+VARIANTS = {
+    "rloo": {"k": 2},
+    # Each batch of samples reused for 2 passes × 2 minibatches (the clipped loss).
+    "rloo_reuse": {"k": 2, "num_iterations": 2, "num_minibatches": 2},
+    # The exact per-state KL as a loss term (needs per-token advantages).
+    "rloo_exact": {"k": 2, "advantage": "reward_to_go", "kl_estimator": "exact"},
+    "ppo": {"ppo_epochs": 2},
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
 def test_loop_trains_the_policy_against_a_frozen_reward_model(
-    method, smoke_task_dir, frozen_rm, tmp_path
+    variant, smoke_task_dir, frozen_rm, tmp_path
 ):
     before = _digest(frozen_rm)
-    kw = {"k": 2} if method == "rloo" else {"ppo_epochs": 2}
+    method, kw = variant.split("_")[0], VARIANTS[variant]
     cfg = resolve(method, _raw(smoke_task_dir, tmp_path / "run", method, str(frozen_rm), **kw))
     results = train(cfg)
     assert _digest(frozen_rm) == before  # the reward model is never written
@@ -85,6 +95,11 @@ def test_loop_trains_the_policy_against_a_frozen_reward_model(
     assert rows[0]["policy/kl"] == pytest.approx(0.0, abs=1e-5)  # π = π_ref before any update
     for key in ("rl/reward", "loss/total", "rl/length"):
         assert all(key in r for r in rows)
+    if method == "rloo":  # the clipped loss only when samples are reused
+        assert all(("rl/clip_frac" in r) == (variant == "rloo_reuse") for r in rows)
+    assert all(("policy/kl_exact" in r) == (variant == "rloo_exact") for r in rows)
+    if variant == "rloo_exact":  # the exact KL and the sampled one agree at π = π_ref
+        assert rows[0]["policy/kl_exact"] == pytest.approx(0.0, abs=1e-5)
     syn = results["synthetic"]
     assert "normalised_score" in syn
     # The objective's accounting: J(π₀) measured before training, J* exact, and the gap closed.

@@ -11,12 +11,15 @@ import torch
 
 from irlalign.generation.best_of_n import best_of_n, kl_bound
 from irlalign.generation.offsets import map_rewards_by_offsets
+from irlalign.losses.ops import token_kl
 from irlalign.losses.policy_gradient import (
+    exact_kl_loss,
     gae,
     kl_penalised_rewards,
     ppo_policy_loss,
     ppo_value_loss,
     rloo_advantages,
+    rloo_clipped_loss,
     rloo_loss,
     rloo_token_advantages,
     terminal_rewards,
@@ -35,6 +38,30 @@ def test_rloo_advantages_by_hand_and_sum_to_zero_per_group():
         rloo_advantages(r, k=1)
     with pytest.raises(ValueError, match="groups of k=4"):
         rloo_advantages(r, k=4)
+
+
+def test_rloo_clipped_loss_equals_rloo_at_ratio_one_and_clips_beyond():
+    """At π = π_old the clipped loss has REINFORCE's gradient; a token whose ratio is
+    past 1 ± ε on the side its advantage favours contributes no gradient."""
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]]).bool()
+    adv = torch.tensor([[1.0, -2.0, 0.0], [0.5, 0.5, -1.0]])
+    old = torch.randn(2, 3)
+    a = old.clone().requires_grad_(True)
+    b = old.clone().requires_grad_(True)
+    la, _ = rloo_loss(a, adv, mask)
+    lb, metrics = rloo_clipped_loss(b, old, adv, mask, clip=0.2)
+    la.backward()
+    lb.backward()
+    torch.testing.assert_close(lb, -(adv * mask).sum(1).mean())  # ρ ≡ 1
+    torch.testing.assert_close(a.grad, b.grad)
+    assert float(metrics["rl/clip_frac"]) == 0.0
+    # Row 0, token 0: advantage +1 and ratio e^0.5 > 1.2, so it is clipped (no gradient);
+    # token 1: advantage −2 and ratio e^0.5, so the unclipped (larger loss) term is kept.
+    c = (old + 0.5).requires_grad_(True)
+    loss, metrics = rloo_clipped_loss(c, old, adv, mask, clip=0.2)
+    loss.backward()
+    assert c.grad[0, 0] == 0.0 and c.grad[0, 1] != 0.0
+    assert float(metrics["rl/clip_frac"]) == pytest.approx(1.0)
 
 
 def test_rloo_token_advantages_by_hand():
@@ -83,6 +110,68 @@ def test_rloo_token_advantages_are_unbiased_and_per_token_loss_matches():
                 total = total + p.detach() * loss
         grads[how] = torch.autograd.grad(total, theta)[0]
     torch.testing.assert_close(grads["sequence"], grads["reward_to_go"])
+
+
+def test_exact_kl_estimator_has_the_objectives_gradient():
+    """On a two-step episode whose second policy depends on the first action, the expected
+    gradient (exact enumeration over k = 2 i.i.d. episodes) of both KL estimators equals the
+    gradient of J = E[r1 + r2] − β·KL(π‖π_ref): the sampled penalty in the reward-to-go, and
+    the exact per-state KL as a loss term taken out of each token's own advantage."""
+    torch.manual_seed(0)
+    theta1 = torch.randn(2, requires_grad=True)
+    theta2 = torch.randn(2, 2, requires_grad=True)  # second-step logits per first action
+    ref1, ref2 = torch.randn(2).log_softmax(-1), torch.randn(2, 2).log_softmax(-1)
+    r1, r2 = torch.tensor([0.5, -1.0]), torch.tensor([[1.0, 0.0], [-0.5, 2.0]])
+    beta = 0.7
+    lp1, lp2 = theta1.log_softmax(-1), theta2.log_softmax(-1)
+    episodes = [(x, y) for x in range(2) for y in range(2)]
+
+    def prob(e):
+        return torch.exp(lp1[e[0]] + lp2[e[0], e[1]])
+
+    objective = sum(
+        prob(e)
+        * (r1[e[0]] + r2[e[0], e[1]] - beta * (lp1[e[0]] - ref1[e[0]] + lp2[e] - ref2[e]))
+        for e in episodes
+    )
+    expected = torch.autograd.grad(objective, (theta1, theta2), retain_graph=True)
+    kl1 = (lp1.exp() * (lp1 - ref1)).sum()
+    kl2 = (lp2.exp() * (lp2 - ref2)).sum(-1)
+    m = torch.ones(2, 2).bool()
+    for how in ("sample", "exact"):
+        total = 0.0
+        for pair in [(a, b) for a in episodes for b in episodes]:
+            p = (prob(pair[0]) * prob(pair[1])).detach()
+            lp = torch.stack([torch.stack([lp1[e[0]], lp2[e]]) for e in pair])
+            ref = torch.stack([torch.stack([ref1[e[0]], ref2[e]]) for e in pair])
+            rew = torch.stack([torch.stack([r1[e[0]], r2[e]]) for e in pair])
+            shaped = kl_penalised_rewards(rew, lp.detach(), ref, m, kl_coef=beta)
+            own = shaped - rew if how == "exact" else None
+            loss, _ = rloo_loss(lp, rloo_token_advantages(shaped, m, k=2, own=own), m)
+            if how == "exact":
+                kl = torch.stack([torch.stack([kl1, kl2[e[0]]]) for e in pair])
+                loss = loss + exact_kl_loss(kl, m, kl_coef=beta)
+            total = total + p * loss
+        # rloo_loss averages over the k = 2 rows, so −∇loss estimates ∇J.
+        got = torch.autograd.grad(-total, (theta1, theta2), retain_graph=True)
+        for g, e in zip(got, expected, strict=True):
+            torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-4)
+
+
+def test_token_kl_matches_full_logits_and_only_moves_the_policy():
+    torch.manual_seed(0)
+    head, ref_head = torch.nn.Linear(4, 7), torch.nn.Linear(4, 7)
+    hidden = torch.randn(2, 5, 4, requires_grad=True)
+    ref_hidden = torch.randn(2, 5, 4, requires_grad=True)
+    mask = torch.tensor([[0, 1, 1, 0], [1, 1, 1, 1]]).bool()
+    kl = token_kl(hidden, ref_hidden, mask, head, ref_head, chunk_tokens=3)
+    logp = head(hidden[:, :-1]).log_softmax(-1)
+    ref = ref_head(ref_hidden[:, :-1]).log_softmax(-1)
+    full = (logp.exp() * (logp - ref)).sum(-1) * mask
+    torch.testing.assert_close(kl, full)
+    kl.sum().backward()
+    assert hidden.grad.abs().sum() > 0 and ref_hidden.grad is None
+    assert float(kl[0, 0]) == 0.0 and float(kl[0, 3]) == 0.0
 
 
 def test_terminal_rewards_sit_on_the_last_response_token():

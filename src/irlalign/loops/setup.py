@@ -28,6 +28,7 @@ SCHEDULES = (
     "constant",
     "constant_with_warmup",
     "inverse_sqrt",
+    "warmup_stable_decay",  # needs lr_scheduler_kwargs: {num_decay_steps: N}
 )
 GOLD = "gold"  # reward_model value: the synthetic task's true reward r* (needs eval.synthetic_task)
 
@@ -43,6 +44,9 @@ class LoopArgs:
     max_grad_norm: float = 1.0
     warmup_steps: int = 0
     lr_scheduler_type: str = "linear"  # one of SCHEDULES (transformers' names)
+    # Passed to the schedule as transformers' `scheduler_specific_kwargs`, e.g.
+    # {num_decay_steps: 100, decay_type: linear} for warmup_stable_decay.
+    lr_scheduler_kwargs: dict = field(default_factory=dict)
     seed: int = 42
     logging_steps: int = 1
     save_steps: int = 50
@@ -61,6 +65,10 @@ class LoopArgs:
             raise ValueError("eval_steps must be >= 1 or null")
         if self.lr_scheduler_type not in SCHEDULES:
             raise ValueError(f"lr_scheduler_type must be one of {', '.join(SCHEDULES)}")
+        if self.lr_scheduler_type == "warmup_stable_decay" and (
+            "num_decay_steps" not in self.lr_scheduler_kwargs
+        ):
+            raise ValueError("warmup_stable_decay needs lr_scheduler_kwargs.num_decay_steps")
 
 
 @dataclass
@@ -219,7 +227,13 @@ def setup(cfg: RunConfig, prepare_model: Callable[[torch.nn.Module], None] | Non
     ref.to(acc.device).eval().requires_grad_(False)
     params = [p for p in policy.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
-    sched = get_scheduler(args.lr_scheduler_type, opt, args.warmup_steps, args.max_steps)
+    sched = get_scheduler(
+        args.lr_scheduler_type,
+        opt,
+        args.warmup_steps,
+        args.max_steps,
+        scheduler_specific_kwargs=args.lr_scheduler_kwargs,
+    )
     rm = load_reward(cfg.method_config.reward_model, cfg.eval.synthetic_task, tokenizer)
     prompts = load_prompts(cfg.data.train, cfg.data.split, tokenizer, cfg.data.max_rows)
     state = LoopState()

@@ -39,16 +39,24 @@ def rollout(ctx: LoopContext, step: int) -> Rollouts:
 
 
 @torch.no_grad()
-def reference_logps(
+def reference_pass(
     ref, rollouts: Rollouts, device, chunk_tokens: int | None, temperature: float = 1.0
-) -> Tensor:
+) -> tuple[Tensor, Tensor]:
     """The reference's log-probs of the sampled responses at the sampling temperature (the KL
-    penalty compares two distributions at the same temperature)."""
+    penalty compares two distributions at the same temperature), and its final hidden states
+    (B, L, d), from which the exact per-state KL recomputes the reference's logits."""
     ids, am, cm = (
         t.to(device)
         for t in (rollouts.input_ids, rollouts.attention_mask, rollouts.completion_mask)
     )
-    return response_logps(ref, ids, am, cm, chunk_tokens, temperature)[0]
+    return response_logps(ref, ids, am, cm, chunk_tokens, temperature)
+
+
+def reference_logps(
+    ref, rollouts: Rollouts, device, chunk_tokens: int | None, temperature: float = 1.0
+) -> Tensor:
+    """`reference_pass`'s log-probs only."""
+    return reference_pass(ref, rollouts, device, chunk_tokens, temperature)[0]
 
 
 def action_mask(rollouts: Rollouts) -> Tensor:

@@ -31,7 +31,14 @@ from irlalign.losses.iqlearn import (
     sequence_rewards,
     value_step_mean,
 )
-from irlalign.losses.ops import IQTerms, action_masks, causal_logps, iq_terms, token_stats
+from irlalign.losses.ops import (
+    IQTerms,
+    action_masks,
+    causal_logps,
+    iq_terms,
+    token_kl,
+    token_stats,
+)
 from irlalign.losses.preference import bradley_terry_loss, dpo_loss
 from irlalign.losses.sft import sft_entropy_loss, sft_loss
 
@@ -66,5 +73,6 @@ __all__ = [
     "sequence_rewards",
     "sft_entropy_loss",
     "sft_loss",
+    "token_kl",
     "token_stats",
 ]

@@ -72,6 +72,50 @@ def token_stats(
     return tuple(torch.cat(x).reshape(b, t) for x in zip(*outs, strict=True))
 
 
+def _chunk_kl(h: Tensor, h_ref: Tensor, head: Head, ref_head: Head) -> Tensor:
+    logp = torch.log_softmax(head(h).float(), dim=-1)
+    ref = torch.log_softmax(ref_head(h_ref).float(), dim=-1)
+    return (logp.exp() * (logp - ref)).sum(-1)
+
+
+def token_kl(
+    hidden: Tensor,
+    ref_hidden: Tensor,
+    mask: Tensor,
+    head: Head,
+    ref_head: Head,
+    *,
+    chunk_tokens: int = 4096,
+) -> Tensor:
+    """Exact KL(π(·|s_t) ‖ π_ref(·|s_t)) summed over the vocabulary at each action position.
+
+    ``hidden`` / ``ref_hidden`` (B, L, d) the policy's and the reference's final hidden states of
+    the same batch; ``mask`` (B, L − 1) the positions to score (action-aligned, so position t
+    uses the states that predict token t + 1). Only masked rows go through the heads, in
+    checkpointed chunks as in :func:`token_stats`. Returns (B, L − 1) fp32, 0 where unmasked;
+    differentiable with respect to the policy side only.
+    """
+    if chunk_tokens < 1:
+        raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
+    m = mask.bool()
+    h, h_ref = hidden[:, :-1][m], ref_hidden[:, :-1][m].detach()
+    parts = [
+        checkpoint(
+            _chunk_kl,
+            h[i : i + chunk_tokens],
+            h_ref[i : i + chunk_tokens],
+            head,
+            ref_head,
+            use_reentrant=False,
+        )
+        for i in range(0, h.shape[0], chunk_tokens)
+    ]
+    out = torch.zeros(m.shape, dtype=torch.float32, device=hidden.device)
+    if parts:
+        out = out.masked_scatter(m, torch.cat(parts))
+    return out
+
+
 def action_masks(
     input_ids: Tensor, completion_mask: Tensor, eos_id: int
 ) -> tuple[Tensor, Tensor, Tensor]:

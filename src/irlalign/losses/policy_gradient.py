@@ -57,20 +57,29 @@ def rloo_advantages(returns: Tensor, *, k: int) -> Tensor:
     return (r - baseline).reshape(-1)
 
 
-def rloo_token_advantages(rewards: Tensor, completion_mask: Tensor, *, k: int) -> Tensor:
+def rloo_token_advantages(
+    rewards: Tensor, completion_mask: Tensor, *, k: int, own: Tensor | None = None
+) -> Tensor:
     """RLOO with reward-to-go, per token: A_t^i = G_t^i − mean_{j≠i} G_t^j, where
     G_t = Σ_{t' ≥ t} r_{t'} and the k samples of a group (consecutive rows, one prompt, so their
     response columns align) are compared position by position. A token's advantage then holds
     only the rewards that can follow it, and the baseline of row i uses other rows only, so the
     gradient stays unbiased (``rewards`` (N·k, T), 0 past a row's end; returns (N·k, T)). At
-    the first response token this is Eq. 5's sequence advantage."""
+    the first response token this is Eq. 5's sequence advantage.
+
+    ``own`` (N·k, T), optional: a part of each token's reward taken out of that token's own
+    return (G_t − own_t), for a term whose gradient the loss supplies exactly instead — the
+    token's KL penalty when the exact per-state KL is a loss term (`kl_estimator: exact`)."""
     if k < 2:
         raise ValueError("RLOO needs k >= 2 samples per prompt")
     if rewards.shape[0] % k:
         raise ValueError(f"{rewards.shape[0]} rows do not split into groups of k={k}")
     m = completion_mask.bool()
     r = torch.where(m, rewards, torch.zeros_like(rewards))
-    to_go = r.flip(1).cumsum(1).flip(1).reshape(-1, k, r.shape[1])
+    to_go = r.flip(1).cumsum(1).flip(1)
+    if own is not None:
+        to_go = to_go - torch.where(m, own, torch.zeros_like(own))
+    to_go = to_go.reshape(-1, k, r.shape[1])
     baseline = (to_go.sum(1, keepdim=True) - to_go) / (k - 1)
     adv = (to_go - baseline).reshape(r.shape)
     return torch.where(m, adv, torch.zeros_like(adv))
@@ -86,6 +95,33 @@ def rloo_loss(logps: Tensor, advantages: Tensor, completion_mask: Tensor) -> tup
         adv = adv[:, None].expand_as(logps)
     loss = -torch.where(m, adv * logps, torch.zeros_like(logps)).sum(1).mean()
     return loss, {"loss/total": loss.detach(), "rl/advantage_abs": advantages.abs().mean()}
+
+
+def rloo_clipped_loss(
+    logps: Tensor, old_logps: Tensor, advantages: Tensor, completion_mask: Tensor, *, clip: float
+) -> tuple[Tensor, Metrics]:
+    """RLOO's loss when one batch of samples serves several updates: the REINFORCE term with
+    the PPO ratio clip (Eq. 7 of Schulman et al. 2017) so that later updates stay near the
+    sampling policy, L = −mean_i Σ_t min(ρ_t A_t, clip(ρ_t, 1 ± ε) A_t), ρ = π/π_old. Same
+    per-row sum as `rloo_loss`, so at ρ ≡ 1 (the first update) both give the same gradient."""
+    m = completion_mask.bool()
+    adv = advantages.detach()
+    if adv.dim() == 1:
+        adv = adv[:, None].expand_as(logps)
+    ratio = torch.exp(logps - old_logps.detach())
+    surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv)
+    loss = -torch.where(m, surrogate, torch.zeros_like(surrogate)).sum(1).mean()
+    n = m.sum().clamp_min(1)
+    clipped = ((ratio - 1).abs() > clip) & m
+    return loss, {"loss/total": loss.detach(), "rl/clip_frac": clipped.sum() / n}
+
+
+def exact_kl_loss(kl: Tensor, completion_mask: Tensor, *, kl_coef: float) -> Tensor:
+    """β·mean_i Σ_t KL(π(·|s_t) ‖ π_ref(·|s_t)) over response positions: the gradient of the KL
+    penalty's immediate term computed over the whole vocabulary, not from the one sampled token
+    (the same per-row sum and row mean as `rloo_loss`)."""
+    m = completion_mask.bool()
+    return kl_coef * torch.where(m, kl, torch.zeros_like(kl)).sum(1).mean()
 
 
 def gae(
