@@ -31,6 +31,11 @@ also be set on the command line as `--section.key value` (nested keys as
 | `method` | the method's own options (one table per method below) |
 | `training` | `TrainingArguments` keywords (`Trainer` methods); `LoopArgs` (loops, pipelines) |
 | `eval` | the synthetic-task evaluation of the final model |
+
+Every method's `training` section also takes `skip_nonfinite_steps` (default 0): a step whose
+gradient norm is NaN or infinite stops the run with an error before the weights change, unless
+up to this many such steps may be skipped. `Trainer` methods log a NaN loss as NaN
+(`logging_nan_inf_filter` defaults to false).
 """
 
 

@@ -13,6 +13,7 @@ LAYERS = {
     "losses": 0,
     "config": 0,
     "runs": 0,
+    "guard": 0,
     "data": 1,
     "modeling": 1,
     "generation": 1,

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from irlalign import __version__
 from irlalign.cli import quickstart, rewards, synthetic, train
+from irlalign.guard import NonFiniteError
 
 # command name -> (help, add_arguments(parser) that sets `func`)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
@@ -50,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"irlalign: error: {err}", file=sys.stderr)
         return 2
+    except NonFiniteError as err:  # training diverged: not a usage error
+        print(f"irlalign: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import torch
 
 from irlalign.config import RunConfig
 from irlalign.generation.sampling import SamplingConfig
+from irlalign.guard import FiniteGuard
 from irlalign.loops.checkpoint import LoopState, load_checkpoint, resume_folder, truncate_metrics
 from irlalign.loops.evaluation import START_KEY, evaluate
 from irlalign.modeling.reward import RewardModel
@@ -42,6 +43,9 @@ class LoopArgs:
     learning_rate: float = 1e-5
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
+    # Steps with a NaN/inf gradient norm that may be skipped (gradients dropped, weights kept)
+    # before the run stops with an error; 0: stop at the first, before the weights change.
+    skip_nonfinite_steps: int = 0
     warmup_steps: int = 0
     lr_scheduler_type: str = "linear"  # one of SCHEDULES (transformers' names)
     # Passed to the schedule as transformers' `scheduler_specific_kwargs`, e.g.
@@ -61,6 +65,8 @@ class LoopArgs:
     def __post_init__(self) -> None:
         if self.max_steps < 1 or self.save_steps < 1 or self.logging_steps < 1:
             raise ValueError("max_steps, save_steps and logging_steps must be >= 1")
+        if self.skip_nonfinite_steps < 0:
+            raise ValueError("skip_nonfinite_steps must be >= 0")
         if self.eval_steps is not None and self.eval_steps < 1:
             raise ValueError("eval_steps must be >= 1 or null")
         if self.lr_scheduler_type not in SCHEDULES:
@@ -119,6 +125,7 @@ class LoopContext:
     started: float = field(default_factory=time.time)
     started_cpu: float = field(default_factory=time.process_time)
     eval_cpu: float = 0.0  # CPU seconds spent evaluating, left out of `time/train_cpu_s`
+    guard: FiniteGuard = field(default_factory=FiniteGuard)
 
     @property
     def method_config(self) -> Any:
@@ -246,6 +253,7 @@ def setup(cfg: RunConfig, prepare_model: Callable[[torch.nn.Module], None] | Non
     if report:
         acc.init_trackers("irlalign", config={"method": cfg.method_name})
     ctx = LoopContext(cfg, args, acc, policy, ref, tokenizer, opt, sched, rm, prompts, state)
+    ctx.guard = FiniteGuard(args.skip_nonfinite_steps, f" under {cfg.run_dir / 'checkpoints'}")
     if ctx.task_dir and acc.is_main_process and START_KEY not in state.extra:
         evaluate(ctx)  # J(π₀), the start of every gap_closed
         ctx.started_cpu = time.process_time()

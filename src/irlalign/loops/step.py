@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from irlalign.generation.sampling import HFSampler, Rollouts, SamplingConfig
+from irlalign.guard import NonFiniteError
 from irlalign.loops.checkpoint import save_checkpoint, save_policy
 from irlalign.loops.evaluation import CURVE_KEYS, evaluate
 from irlalign.loops.setup import LoopContext, prompt_batch
@@ -24,9 +25,10 @@ def sample(policy, tokenizer, sampling: SamplingConfig, prompts: list[str], k: i
     torch.manual_seed(seed)
     model = unwrap(policy)
     was_training = model.training
-    rollouts = HFSampler(model.eval(), tokenizer, sampling).sample(prompts, k)
-    model.train(was_training)
-    return rollouts
+    try:
+        return HFSampler(model.eval(), tokenizer, sampling).sample(prompts, k)
+    finally:
+        model.train(was_training)
 
 
 def rollout(ctx: LoopContext, step: int) -> Rollouts:
@@ -35,7 +37,16 @@ def rollout(ctx: LoopContext, step: int) -> Rollouts:
     prompts = prompt_batch(
         ctx.prompts, step, rl.prompts_per_step, ctx.args.seed, acc.process_index, acc.num_processes
     )
-    return sample(ctx.policy, ctx.tokenizer, rl.sampling, prompts, rl.k, ctx.args.seed + step)
+    try:
+        return sample(ctx.policy, ctx.tokenizer, rl.sampling, prompts, rl.k, ctx.args.seed + step)
+    except RuntimeError as err:  # torch.multinomial on NaN/inf probabilities
+        if "inf" not in str(err) and "nan" not in str(err):
+            raise
+        raise NonFiniteError(
+            f"step {step + 1}: non-finite next-token probabilities while sampling: an earlier "
+            "update diverged; resume from an earlier checkpoint with a lower "
+            "training.learning_rate"
+        ) from None
 
 
 @torch.no_grad()
@@ -100,10 +111,11 @@ def normalise(ctx: LoopContext, rewards: Tensor, mask: Tensor) -> Tensor:
 def optimizer_step(ctx: LoopContext) -> float:
     """Clip, step, zero (the loops step the schedule once per iteration); returns the
     pre-clip gradient norm."""
-    norm = ctx.accelerator.clip_grad_norm_(ctx.policy.parameters(), ctx.args.max_grad_norm)
-    ctx.optimizer.step()
+    norm = float(ctx.accelerator.clip_grad_norm_(ctx.policy.parameters(), ctx.args.max_grad_norm))
+    if ctx.guard.allows(norm, ctx.state.step + 1):  # raises when the run must stop
+        ctx.optimizer.step()
     ctx.optimizer.zero_grad(set_to_none=True)
-    return float(norm)
+    return norm
 
 
 def end_step(ctx: LoopContext, metrics: dict[str, float]) -> None:

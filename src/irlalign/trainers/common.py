@@ -12,6 +12,7 @@ from torch import Tensor
 from transformers import TrainerCallback
 
 from irlalign.data.collate import concat_preference_batch
+from irlalign.guard import FiniteGuard, drop_grads, grad_norm
 from irlalign.modeling.forward import pad_id
 
 
@@ -65,6 +66,19 @@ class JsonlMetricsCallback(TrainerCallback):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as f:
             f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+
+class FiniteGradCallback(TrainerCallback):
+    """The finite guard before every optimizer step: a NaN/inf gradient norm stops the run (or
+    is skipped, within `skip_nonfinite_steps`) before the weights change."""
+
+    def __init__(self, guard: FiniteGuard):
+        self.guard = guard
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not self.guard.allows(grad_norm(params), state.global_step + 1):
+            drop_grads(params)
 
 
 def stack_pairs(trainer, inputs: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from irlalign.config import RunConfig
+from irlalign.guard import FiniteGuard
 from irlalign.modeling.forward import unwrap
 from irlalign.modeling.load import frozen_copy, load_model, load_tokenizer
 
@@ -36,10 +37,14 @@ def load_split(cfg: RunConfig, spec, tokenizer, source: str, split: str, max_row
 
 def training_arguments(cfg: RunConfig):
     """`TrainingArguments` from the `training` section, with the library's defaults; returns
-    them and the `resume_from_checkpoint` value (a `Trainer.train` argument, not an option)."""
+    them, the `resume_from_checkpoint` value (a `Trainer.train` argument, not an option) and
+    the finite guard (`skip_nonfinite_steps`, the library's own key)."""
     from transformers import TrainingArguments
 
     kwargs = {
+        # A NaN loss is logged as NaN (transformers would log the running mean instead); the
+        # finite guard stops the run before such a step changes the weights.
+        "logging_nan_inf_filter": False,
         "report_to": "none",
         "logging_steps": 10,
         "save_strategy": "steps",
@@ -52,7 +57,9 @@ def training_arguments(cfg: RunConfig):
     kwargs["remove_unused_columns"] = False  # completion masks are not model inputs
     kwargs.setdefault("label_names", [])
     resume = kwargs.pop("resume_from_checkpoint", None)
-    return TrainingArguments(**kwargs), resume
+    skips = int(kwargs.pop("skip_nonfinite_steps", 0))
+    guard = FiniteGuard(skips, f" under {kwargs['output_dir']}")
+    return TrainingArguments(**kwargs), resume, guard
 
 
 def data_kind_of(dataset) -> str:
@@ -64,9 +71,9 @@ def build_trainer(cfg: RunConfig, spec, tokenizer, train_ds, eval_ds):
     from transformers import set_seed
 
     from irlalign.data.collate import collator_for
-    from irlalign.trainers.common import JsonlMetricsCallback
+    from irlalign.trainers.common import FiniteGradCallback, JsonlMetricsCallback
 
-    args, resume = training_arguments(cfg)
+    args, resume, guard = training_arguments(cfg)
     # Seed before loading: freshly initialised heads (a classifier's score layer, the trainers'
     # extra heads) must not depend on what ran earlier in the same process.
     set_seed(args.seed)
@@ -82,7 +89,7 @@ def build_trainer(cfg: RunConfig, spec, tokenizer, train_ds, eval_ds):
         eval_dataset=eval_ds,
         data_collator=collator_for(data_kind_of(train_ds), tokenizer.pad_token_id),
         processing_class=tokenizer,
-        callbacks=[JsonlMetricsCallback(cfg.run_dir / "metrics.jsonl")],
+        callbacks=[JsonlMetricsCallback(cfg.run_dir / "metrics.jsonl"), FiniteGradCallback(guard)],
         method=cfg.method_config,
         **extra,
     )
