@@ -70,6 +70,24 @@ def policy_metrics(task: Task, prompts: Prompts, samples: Samples) -> dict[str, 
     }
 
 
+# Keys that measure a KL to another policy, directly or through J(π). For greedy decoding they
+# are reported as None: the decoded policy is a point mass on one response per prompt, and its
+# "KL" to π* collapses to −log π*(y) of that response, a likelihood rather than a divergence
+# between the two distributions, not comparable with the sampled rows.
+KL_KEYS = ("kl_ref", "kl_expert", "objective", "objective_se")
+
+
+def frontier_row(task: Task, prompts: Prompts, samples: Samples, temperature: float) -> dict:
+    """`policy_metrics` of samples drawn at `temperature` (0: greedy), with the decoding named;
+    for greedy decoding the KL-based keys are None."""
+    greedy = temperature == 0.0
+    row = {"decoding": "greedy" if greedy else "sample", "temperature": float(temperature)}
+    row.update(policy_metrics(task, prompts, samples))
+    if greedy:
+        row.update(dict.fromkeys(KL_KEYS))
+    return row
+
+
 def _per_prompt_mean(values: np.ndarray, prompt_index: np.ndarray, n_prompts: int):
     """Mean over prompts of the per-prompt sample means, and its standard error."""
     sums = np.bincount(prompt_index, weights=values, minlength=n_prompts)

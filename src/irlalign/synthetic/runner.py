@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from datasets import load_from_disk
@@ -20,6 +21,26 @@ def oracle_names(task_dir: str | Path) -> list[str]:
     return [ORACLE_PREFIX + name for name in policy_sources(load_task(task_dir))]
 
 
+def _sampler(task, policy: str):
+    """A function (prompts, per_prompt, seed, temperature) -> Samples for a checkpoint folder or
+    a tabular policy named `oracle:<name>`; the model is loaded once."""
+    if policy.startswith(ORACLE_PREFIX):
+        tables = policy_sources(task)
+        name = policy[len(ORACLE_PREFIX) :]
+        if name not in tables:
+            raise ValueError(f"unknown oracle policy {name!r}; choose from {sorted(tables)}")
+        return lambda prompts, n, seed, temperature=1.0: sample_tabular(
+            task, tables[name], prompts, n, seed, temperature=temperature
+        )
+    if not (Path(policy) / "config.json").exists():
+        raise FileNotFoundError(f"{policy}: not a checkpoint folder (no config.json)")
+    model = AutoModelForCausalLM.from_pretrained(policy)
+    tokenizer = AutoTokenizer.from_pretrained(policy)
+    return lambda prompts, n, seed, temperature=1.0: sample_model(
+        model, tokenizer, task, prompts, n, seed, temperature=temperature
+    )
+
+
 def eval_policy(task_dir: str | Path, policy: str, samples: int = 4, seed: int = 0) -> dict:
     """Metrics of a causal-LM checkpoint folder, or of a tabular policy named `oracle:<name>`.
 
@@ -27,19 +48,38 @@ def eval_policy(task_dir: str | Path, policy: str, samples: int = 4, seed: int =
     """
     task = load_task(task_dir)
     prompts = load_eval_prompts(task, task_dir)
-    if policy.startswith(ORACLE_PREFIX):
-        tables = policy_sources(task)
-        name = policy[len(ORACLE_PREFIX) :]
-        if name not in tables:
-            raise ValueError(f"unknown oracle policy {name!r}; choose from {sorted(tables)}")
-        drawn = sample_tabular(task, tables[name], prompts, samples, seed)
-    else:
-        if not (Path(policy) / "config.json").exists():
-            raise FileNotFoundError(f"{policy}: not a checkpoint folder (no config.json)")
-        model = AutoModelForCausalLM.from_pretrained(policy)
-        tokenizer = AutoTokenizer.from_pretrained(policy)
-        drawn = sample_model(model, tokenizer, task, prompts, samples, seed)
+    drawn = _sampler(task, policy)(prompts, samples, seed)
     return {"policy": str(policy), "seed": seed, **evaluate.policy_metrics(task, prompts, drawn)}
+
+
+def eval_frontier(
+    task_dir: str | Path,
+    policy: str,
+    temperatures: Sequence[float],
+    greedy: bool = False,
+    samples: int = 4,
+    seed: int = 0,
+) -> dict:
+    """`eval_policy` at each sampling temperature (and greedy decoding if asked): one row per
+    decoding, each drawn with the same seed, in the order given (greedy last)."""
+    if any(t <= 0 for t in temperatures):
+        raise ValueError(f"temperatures must be > 0 (use greedy for T → 0), got {temperatures}")
+    if not temperatures and not greedy:
+        raise ValueError("nothing to evaluate: give temperatures or greedy")
+    task = load_task(task_dir)
+    prompts = load_eval_prompts(task, task_dir)
+    sample = _sampler(task, policy)
+    rows = []
+    for temperature in [*temperatures, *([0.0] if greedy else [])]:
+        drawn = sample(prompts, samples, seed, temperature)
+        rows.append(evaluate.frontier_row(task, prompts, drawn, temperature))
+    return {
+        "policy": str(policy),
+        "task": str(task_dir),
+        "seed": seed,
+        "samples": samples,
+        "rows": rows,
+    }
 
 
 def eval_policy_model(task_dir: str | Path, model, tokenizer, samples: int = 4, seed: int = 0):

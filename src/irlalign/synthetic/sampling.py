@@ -1,10 +1,13 @@
 """Responses to the benchmark's prompts, from a tabular policy or from a causal-LM checkpoint.
 
 Both paths return the same `Samples`, so that every metric is computed once, the same way, for
-the exact expert and for a trained transformer. A model is sampled at temperature 1 with full
-support, restricted to the task's actions (words and `<eos>`), with `<eos>` forced at the horizon
-exactly as the environment forces it for π_ref; the probability mass a model puts outside the
-task's actions is reported as `invalid_mass`.
+the exact expert and for a trained transformer. A model is sampled at temperature 1 (or the
+`temperature` asked for) with full support, restricted to the task's actions (words and `<eos>`),
+with `<eos>` forced at the horizon exactly as the environment forces it for π_ref; the probability
+mass a model puts outside the task's actions is reported as `invalid_mass`. Log-probabilities and
+entropies are always those of the distribution actually sampled: at temperature T, softmax of the
+restricted logits divided by T. Temperature 0 means greedy decoding, a deterministic policy whose
+per-token log-probability and entropy are 0.
 """
 
 from __future__ import annotations
@@ -34,9 +37,35 @@ def repeat_prompts(prompts: Prompts, per_prompt: int) -> np.ndarray:
     return np.repeat(np.arange(len(prompts)), per_prompt)
 
 
+def temper(policy: np.ndarray, temperature: float) -> np.ndarray:
+    """A tabular policy at a sampling temperature: π_T ∝ π^(1/T) per state, zeros kept.
+
+    Temperature 0 is greedy: all mass on the most probable action of each state (the first of
+    tied ones). Temperature 1 returns `policy` itself.
+    """
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if temperature == 1.0:
+        return policy
+    if temperature == 0.0:
+        out = np.zeros_like(policy)
+        np.put_along_axis(out, policy.argmax(-1)[..., None], 1.0, axis=-1)
+        return out
+    with np.errstate(divide="ignore"):
+        logits = np.log(policy) / temperature
+    out = np.exp(logits - logits.max(-1, keepdims=True))
+    return out / out.sum(-1, keepdims=True)
+
+
 def sample_tabular(
-    task: Task, policy: np.ndarray, prompts: Prompts, per_prompt: int, seed: int
+    task: Task,
+    policy: np.ndarray,
+    prompts: Prompts,
+    per_prompt: int,
+    seed: int,
+    temperature: float = 1.0,
 ) -> Samples:
+    policy = temper(policy, temperature)
     rng = np.random.default_rng(seed)
     index = repeat_prompts(prompts, per_prompt)
     topics, last = prompts.topics[index], prompts.last_words[index]
@@ -85,8 +114,18 @@ def sample_model(
     per_prompt: int,
     seed: int,
     batch_size: int = 512,
+    temperature: float = 1.0,
 ) -> Samples:
-    """Sample `per_prompt` responses per prompt from a causal LM with HF `generate`."""
+    """Sample `per_prompt` responses per prompt from a causal LM with HF `generate`.
+
+    `temperature` 0 decodes greedily (every copy of a prompt gets the same response).
+    """
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if temperature == 0.0:
+        decoding = {"do_sample": False}
+    else:
+        decoding = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
     index = repeat_prompts(prompts, per_prompt)
     texts = [prompt_text(task, prompts.topics[i], prompts.words[i]) for i in index]
     token_of_action = action_token_ids(task)
@@ -110,10 +149,7 @@ def sample_model(
         )
         gen = model.generate(
             **enc,
-            do_sample=True,
-            temperature=1.0,
-            top_k=0,
-            top_p=1.0,
+            **decoding,
             max_new_tokens=task.config.horizon,
             logits_processor=LogitsProcessorList([proc]),
             output_logits=True,
@@ -124,7 +160,7 @@ def sample_model(
         raw = torch.stack(gen.logits, dim=1).float()  # (B, steps, V), before processing
         new = gen.sequences[:, width:]
         logp, ent, bad = _score_batch(
-            raw, new, allowed, tokenizer.eos_token_id, task.config.horizon
+            raw, new, allowed, tokenizer.eos_token_id, task.config.horizon, temperature
         )
         for row in range(new.shape[0]):
             ids = new[row].tolist()
@@ -137,11 +173,21 @@ def sample_model(
     return out
 
 
-def _score_batch(raw, new, allowed, eos_id, horizon):
-    """Per-token log-probs, entropies and off-task mass of sampled rows (B, steps)."""
+def _score_batch(raw, new, allowed, eos_id, horizon, temperature=1.0):
+    """Per-token log-probs, entropies and off-task mass of sampled rows (B, steps), under the
+    distribution `generate` sampled from: the restricted logits divided by `temperature` (the
+    custom processor runs before HF's temperature warper; masking commutes with the division).
+
+    Greedy (`temperature` 0) is a point mass: log-prob and entropy 0, and the off-task mass is
+    its T → 0 limit, 1 where the unrestricted argmax is not a task action."""
+    steps = raw.shape[1]
+    if temperature == 0.0:
+        zeros = torch.zeros(raw.shape[:2])
+        bad = (~torch.isin(raw.argmax(-1), allowed.to(raw.device))).float().cpu()
+        return zeros, zeros, bad
+    raw = raw / temperature
     full = torch.log_softmax(raw, -1)
     bad = 1.0 - full[..., allowed].exp().sum(-1)
-    steps = raw.shape[1]
     dist = torch.stack(
         [
             torch.log_softmax(constrain(raw[:, t], allowed, eos_id, t >= horizon - 1), -1)
