@@ -1,15 +1,17 @@
-"""Multi-seed table: offline vs online IQLearn (λ = 0.1, mix-in α = 0.1) on the synthetic benchmark.
+"""Multi-seed table: offline vs online IQLearn (λ = 0.1) on the synthetic benchmark.
 
 For each variant and training seed, trains from π_init with the `configs/synthetic/iqlearn.yaml`
 and `configs/synthetic/iqlearn_online.yaml` presets (300 steps × batch 32, the step budget of
 `iqlearn_vs_sft.py`) through the library's own pipeline and evaluates with `irlalign synthetic
 eval`'s metrics. Prints mean ± standard error over seeds of the normalised score, self-BLEU and
-distinct-2, the training wall time per step (HF's `train_runtime` / steps: no data loading or
+distinct-2, the last logged V(s₀) and mean implicit reward r̂ on the demonstrations, the
+training wall time per step (HF's `train_runtime` / steps: no data loading or
 evaluation) and the online/offline ratio of that time; writes every row to `--out/results.jsonl`.
 On a shared machine that time is noisy, so the ratio is also measured as the minimum over
 `--time-repeats` short interleaved runs of `--time-steps` steps per variant (no evaluation).
 
     python benchmarks/iqlearn_online.py --task runs/task [--seeds 0 1 2] [--out runs/bench_online]
+        [--mix-in 0.5]   # the online variant's α (default: the preset's)
     python benchmarks/iqlearn_online.py --task runs/task --seeds --time-repeats 5  # timing only
 """
 
@@ -24,16 +26,19 @@ import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = (
+VARIANTS = [
     ("IQLearn offline λ=0.1", "iqlearn"),
-    ("IQLearn online λ=0.1, mix_in=0.1", "iqlearn_online"),
-)
-METRICS = ("normalised_score", "self_bleu", "distinct_2", "s_per_step")
+    ("IQLearn online λ=0.1", "iqlearn_online"),
+]
+METRICS = ("normalised_score", "self_bleu", "distinct_2", "v0", "r_hat", "s_per_step")
+MIX_IN: float | None = None  # --mix-in: the online variant's α instead of the preset's
 
 
 def preset_config(task: str, out: Path, preset: str, n_demos: int | None, seed: int) -> dict:
     """A preset with `iqlearn_vs_sft.run_one`'s overrides (task paths, seed, no checkpoints)."""
     raw = yaml.safe_load((ROOT / "configs" / "synthetic" / f"{preset}.yaml").read_text())
+    if MIX_IN is not None and raw["method"].get("online"):
+        raw["method"]["mix_in"] = MIX_IN
     raw["model"]["path"] = f"{task}/pi_init"
     raw["data"]["train"] = f"{task}/demos"
     raw["data"]["max_rows"] = n_demos
@@ -49,7 +54,13 @@ def run_one(task: str, out: Path, preset: str, n_demos: int | None, seed: int) -
     metrics = train(resolve("iqlearn", preset_config(task, out, preset, n_demos, seed)))
     logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     final = next(r for r in reversed(logs) if "train_runtime" in r)
-    return {**metrics["synthetic"], "s_per_step": final["train_runtime"] / final["step"]}
+    last = next(r for r in reversed(logs) if "iq/v0" in r)
+    return {
+        **metrics["synthetic"],
+        "v0": last["iq/v0"],
+        "r_hat": last["iq/r_hat"],
+        "s_per_step": final["train_runtime"] / final["step"],
+    }
 
 
 def time_one(task: str, out: Path, preset: str, n_demos: int | None, steps: int) -> tuple:
@@ -115,7 +126,12 @@ def main() -> None:
     p.add_argument("--out", default="runs/bench_online")
     p.add_argument("--time-steps", type=int, default=40)
     p.add_argument("--time-repeats", type=int, default=3, help="0: no timing runs")
+    p.add_argument("--mix-in", type=float, default=None, help="online α (default: the preset's)")
     a = p.parse_args()
+    global MIX_IN
+    MIX_IN = a.mix_in
+    if a.mix_in is not None:
+        VARIANTS[1] = (f"IQLearn online λ=0.1, mix_in={a.mix_in}", "iqlearn_online")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []

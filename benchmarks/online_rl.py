@@ -30,6 +30,7 @@ RL_RUNS = (
     ("PPO, terminal r*", "ppo", "terminal"),
 )
 AFD_VARIANTS = ["init_sft", "init_demo", "sft_demo", "bt_pairwise"]
+SFT_MODEL: str | None = None  # --sft-model: a given π_SFT (skips AfD's SFT phase)
 
 
 def preset(name: str, task: str, out: Path, seed: int) -> dict:
@@ -98,7 +99,7 @@ def suite_afd(task: str, out: Path, seeds, rl_steps: int) -> list[dict]:
     rows = []
     for seed in seeds:
         raw = preset("afd", task, out / f"afd_{seed}", seed)
-        raw["method"].update(variants=AFD_VARIANTS, rl="rloo")
+        raw["method"].update(variants=AFD_VARIANTS, rl="rloo", sft_model=SFT_MODEL)
         # on top of the preset's RL settings (those of configs/synthetic/rloo.yaml)
         raw["method"]["rl_training"].update(
             max_steps=rl_steps, eval_steps=rl_steps, save_steps=10**6
@@ -191,7 +192,13 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=200, help="RL iterations per run")
     p.add_argument("--out", default="runs/bench_online")
+    p.add_argument("--afd-variants", nargs="+", default=None, help="AfD discriminators to train")
+    p.add_argument("--sft-model", default=None, help="AfD: a given π_SFT (skips its SFT phase)")
     a = p.parse_args()
+    global SFT_MODEL
+    SFT_MODEL = a.sft_model
+    if a.afd_variants:
+        AFD_VARIANTS[:] = a.afd_variants
     out = Path(a.out) / a.suite
     out.mkdir(parents=True, exist_ok=True)
     suite = {"rl": suite_rl, "afd": suite_afd, "ava": suite_ava}[a.suite]
