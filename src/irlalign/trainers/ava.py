@@ -58,8 +58,8 @@ class AVAConfig:
     # causal last-layer attention (weights over prompt and response); or "none" ("w/o rwt")
     rwt: str = "attn_full"
     # weights averaging 1 over the positions they cover; false: the literal Σ w = 1, which shrinks
-    # μ and σ by ~1/|y| so that the contrastive term cannot rank (the paper's rwt ablation rules
-    # it out: 0.502 pairwise accuracy against 0.658 rescaled on the synthetic benchmark)
+    # μ and σ by ~1/|y|; with causal weights the contrastive term then cannot rank (0.502 pairwise
+    # accuracy against 0.658 rescaled on the synthetic benchmark; docs/methods/ava.md)
     rwt_rescale: bool = True
     td_on_rejected: bool = True  # TD/KL terms on rejected sequences too (the paper is ambiguous)
     use_neg: bool = True  # ablation "w/o neg": drop −βQ(y⁻)
