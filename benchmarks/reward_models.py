@@ -3,9 +3,10 @@
 Table 1, reward models on the synthetic preferences, evaluated on the held-out pairs: pairwise
 accuracy against the true ordering, Spearman with the true return, and per-token reward recovery
 against r* (raw, and shaped by the expert's soft value). Variants: Bradley–Terry, Preference
-Transformer, AVA-p with the literal defaults (reward weights summing to 1), AVA-p with the
-stabilised reward weights (`rwt_rescale`, the synthetic preset's choice), AVA-p without reward
-weights, and AVA-d on the chosen half.
+Transformer, AVA-p with the defaults (reward weights over all response positions, averaging 1),
+AVA-p with the former defaults (the model's causal attention; weights summing to 1, and
+averaging 1), AVA-p without reward weights, and AVA-d on the chosen half (scored by its summed
+posterior mean).
 
 Table 2, direct optimisation on the demonstrations: SFT vs AVA-d on the policy LM, decoded
 normally (normalised score, self-BLEU, distinct-2).
@@ -29,15 +30,16 @@ ROOT = Path(__file__).resolve().parents[1]
 RM_VARIANTS = (
     ("Bradley–Terry", "reward", {}),
     ("Preference Transformer", "preference_transformer", {}),
-    ("AVA-p (literal defaults)", "ava", {"rwt_rescale": False}),
-    ("AVA-p rwt_rescale", "ava", {"rwt_rescale": True}),
+    ("AVA-p (defaults: attn_full, mean 1)", "ava", {}),
+    ("AVA-p attn_causal, mean 1", "ava", {"rwt": "attn_causal", "rwt_rescale": True}),
+    ("AVA-p attn_causal, Σw=1", "ava", {"rwt": "attn_causal", "rwt_rescale": False}),
     ("AVA-p w/o rwt", "ava", {"rwt": "none"}),
-    ("AVA-d (chosen half)", "ava", {"chosen_only": True, "rwt_rescale": True}),
+    ("AVA-d (chosen half)", "ava", {"chosen_only": True}),
 )
 POLICY_VARIANTS = (
     ("SFT", "sft", {}),
-    ("AVA-d direct (literal defaults)", "ava_d", {"rwt_rescale": False}),
-    ("AVA-d direct rwt_rescale", "ava_d", {"rwt_rescale": True}),
+    ("AVA-d direct (defaults)", "ava_d", {}),
+    ("AVA-d direct attn_causal, Σw=1", "ava_d", {"rwt": "attn_causal", "rwt_rescale": False}),
     # Diagnostic, not a paper variant: the likelihood term alone (no TD/KL pressure on the LM).
     ("AVA-d direct λ=0 w/o rwt", "ava_d", {"lam": 0.0, "rwt": "none"}),
 )

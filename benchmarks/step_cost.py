@@ -92,7 +92,7 @@ def make_ava_step(variant: str, model, batch, args):
     cls = {"bt_rm": RewardTrainer, "pt_rm": PreferenceTransformerTrainer}.get(variant, AVATrainer)
     extra = {}
     if variant.startswith("ava_p"):
-        extra["method"] = AVAConfig(rwt="none" if variant == "ava_p_norwt" else "attn")
+        extra["method"] = AVAConfig(rwt="none" if variant == "ava_p_norwt" else "attn_full")
     trainer = cls(model=model, args=args, processing_class=None, **extra)
     inputs = pairs(batch)
     return lambda: trainer.compute_loss(trainer.model, inputs)

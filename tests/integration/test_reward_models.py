@@ -49,7 +49,8 @@ def trained(smoke_task_dir, tmp_path_factory):
 def test_ava_reward_model_trains_heads_and_lm(trained, smoke_task_dir):
     final = trained["ava"]
     spec = json.loads((Path(final) / HEADS_CONFIG).read_text())["reward"]
-    assert spec["kind"] == "gaussian" and spec["rwt"] == "attn" and spec["shift"] == 1
+    assert spec["kind"] == "gaussian" and spec["rwt"] == "attn_full" and spec["shift"] == 1
+    assert spec["rwt_rescale"] is True and spec["score"] == "last"  # AVA-p: CER's score
     model = AutoModelForCausalLM.from_pretrained(final)
     assert load_heads(model, final) == ["reward"]
     head = get_head(model, "reward")
@@ -103,6 +104,14 @@ def test_ava_d_direct_optimisation_changes_the_lm(smoke_task_dir, tmp_path):
     assert any(not torch.equal(before[n], after[n]) for n in after)
     assert "normalised_score" in results["synthetic"]  # decoded as an ordinary policy
     assert "pairwise_accuracy" in results["synthetic_rm"]
+    # As a reward model it is read by the summed posterior mean of the transitions AVA-d trains:
+    # every response token's dense reward but the final one's.
+    final = results["final_checkpoint"]
+    assert json.loads((Path(final) / HEADS_CONFIG).read_text())["reward"]["score"] == "sum"
+    rm = load_reward_model(final)
+    prompts, chosen, _ = _pairs(smoke_task_dir, 4)
+    sums = [row.rewards[:-1].sum() for row in rm.token_rewards(prompts, chosen)]
+    np.testing.assert_allclose(rm.score(prompts, chosen), sums, rtol=1e-5, atol=1e-6)
     logs = [json.loads(x) for x in (tmp_path / "ava_d" / "metrics.jsonl").read_text().splitlines()]
     assert all(np.isfinite(r["loss"]) for r in logs if "loss" in r)
 
@@ -111,12 +120,13 @@ def test_ava_d_direct_optimisation_changes_the_lm(smoke_task_dir, tmp_path):
     "ablation",
     [
         {"rwt": "none"},
+        {"rwt": "attn_causal", "rwt_rescale": False},
         {"use_neg": False},
         {"use_irl": False},
         {"cer_coef": 0.0},
         {"q_head": "fresh"},
         {"chosen_only": True},
-        {"beta": 2.0, "shift": 0, "ll_range": "paper", "cer_log": True, "rwt_rescale": True},
+        {"beta": 2.0, "shift": 0, "ll_range": "paper", "cer_log": True, "rwt_rescale": False},
     ],
 )
 def test_every_table1_ablation_runs(ablation, smoke_task_dir, tmp_path):

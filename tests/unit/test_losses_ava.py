@@ -14,12 +14,15 @@ from irlalign.losses.ava import (
     ava_d_loss,
     ava_p_loss,
     ava_token_terms,
+    causal_reward_weights,
+    full_reward_weights,
     gaussian_log_density,
+    head_weights,
     kl_to_std_normal,
     last_token_score,
     ptq_q,
     q_taken,
-    reward_weights,
+    summed_score,
     token_rewards,
 )
 
@@ -56,14 +59,19 @@ def make_batch(seed: int = SEED):
     return ids, am, cm, hidden
 
 
-def causal_attention(hidden: torch.Tensor, am: torch.Tensor, heads: int = 2) -> torch.Tensor:
-    """Post-softmax causal self-attention (B, H, L, L) as an eager HF layer returns it: padded keys
-    masked, so valid query rows sum to 1 over valid keys; padded query rows are not all zero."""
+def attention_scores(hidden: torch.Tensor, heads: int = 2) -> torch.Tensor:
+    """Unmasked scaled query–key scores (B, H, L, L), as the scores attention returns them."""
     g = gen(1)
     d = hidden.shape[-1]
     wq, wk = (torch.randn(heads, d, d, generator=g, dtype=hidden.dtype) for _ in range(2))
     q, k = (torch.einsum("bld,hde->bhle", hidden, w) for w in (wq, wk))
-    scores = q @ k.transpose(-1, -2) / math.sqrt(d)
+    return q @ k.transpose(-1, -2) / math.sqrt(d)
+
+
+def causal_attention(hidden: torch.Tensor, am: torch.Tensor, heads: int = 2) -> torch.Tensor:
+    """Post-softmax causal self-attention (B, H, L, L) as an eager HF layer returns it: padded keys
+    masked, so valid query rows sum to 1 over valid keys; padded query rows are not all zero."""
+    scores = attention_scores(hidden, heads)
     causal = torch.ones(hidden.shape[1], hidden.shape[1], dtype=torch.bool).tril()
     allowed = causal & am.bool()[:, None, None, :]
     return scores.masked_fill(~allowed, float("-inf")).softmax(-1)
@@ -80,7 +88,7 @@ def random_terms(seed: int, *, shift: int = 1, weighted: bool = False, **kw):
     q_sa = -2.0 + torch.randn(3, 8, generator=g, dtype=DT)
     mu = torch.randn(3, 9, generator=g, dtype=DT)
     sigma = 0.5 + torch.rand(3, 9, generator=g, dtype=DT)
-    w = reward_weights(causal_attention(hidden, am), am) if weighted else None
+    w = full_reward_weights(attention_scores(hidden), cm) if weighted else None
     terms = ava_token_terms(q_sa, mu, sigma, cm, shift=shift, weights=w, **kw)
     return terms, am, cm
 
@@ -127,9 +135,9 @@ def q_and_grads(fn, hidden, weights, head, coef):
 @pytest.mark.parametrize("ptq", [True, False])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_q_taken_chunked_equals_unchunked_reference(ptq, weighted):
-    ids, am, _, hidden = make_batch()
+    ids, am, cm, hidden = make_batch()
     head = linear(D, V, seed=2, scale=2.0)
-    weights = reward_weights(causal_attention(hidden, am), am, rescale=True) if weighted else None
+    weights = full_reward_weights(attention_scores(hidden), cm) if weighted else None
     kw = dict(alpha=2.0, beta=0.7, ptq=ptq)
     coef = torch.randn(2, 3, 8, generator=gen(3), dtype=DT)
     want, want_g = q_and_grads(
@@ -171,21 +179,82 @@ def test_q_taken_keeps_no_vocab_block_for_backward_and_upcasts():
 # ---- Eq. 11: reward weights ----
 
 
-def test_reward_weights_sum_to_one_over_valid_tokens_and_vanish_on_pads():
+def test_causal_reward_weights_sum_to_one_over_valid_tokens_and_vanish_on_pads():
     ids, am, _, hidden = make_batch()
     attn = causal_attention(hidden, am, heads=3).requires_grad_(True)
-    w = reward_weights(attn, am)
+    w = causal_reward_weights(attn, am, rescale=False)
     n_valid = am.sum(1).to(DT)
     torch.testing.assert_close(w.sum(1), torch.ones(3, dtype=DT))
     assert torch.all(w[am == 0] == 0) and torch.all(w[am == 1] > 0)
     for b in range(3):  # Eq. 11 literally: (1/|y|) Σ_{valid i} mean_h attn[b, h, i, t]
         n = int(n_valid[b])
         torch.testing.assert_close(w[b, :n], attn[b, :, :n, :n].mean(0).sum(0) / n)
-    w_r = reward_weights(attn, am, rescale=True)
+    w_r = causal_reward_weights(attn, am)  # rescaled by default: mean 1 over valid tokens
     torch.testing.assert_close(w_r.sum(1), n_valid)
     torch.testing.assert_close(w_r, w * n_valid[:, None])
     w.sum().backward()  # not detached: gradients reach the attention probabilities
     assert attn.grad is not None and attn.grad.abs().sum() > 0
+
+
+def test_full_reward_weights_are_eq11_over_the_response_only():
+    """Every response query row is a softmax over all response keys, earlier and later; prompt
+    and pads are neither queries nor keys; mean over heads and rows; Σ = 1, or mean 1."""
+    ids, am, cm, hidden = make_batch()
+    pad = ~am.bool()
+    scores = attention_scores(hidden, heads=3).masked_fill(pad[:, None, :, None], float("inf"))
+    scores = scores.masked_fill(pad[:, None, None, :], float("nan")).requires_grad_(True)  # junk
+    w = full_reward_weights(scores, cm, rescale=False)
+    n_resp = cm.sum(1).to(DT)
+    torch.testing.assert_close(w.sum(1), torch.ones(3, dtype=DT))
+    assert torch.all(w[cm == 0] == 0) and torch.all(w[cm == 1] > 0)
+    for b in range(3):
+        pos = cm[b].nonzero().flatten()
+        block = scores[b][:, pos][:, :, pos]  # (H, |y|, |y|): response queries × response keys
+        want = block.softmax(-1).mean(0).sum(0) / len(pos)
+        torch.testing.assert_close(w[b, pos], want)
+    w_r = full_reward_weights(scores, cm)  # the default: mean weight 1 over the response
+    torch.testing.assert_close(w_r.sum(1), n_resp)
+    torch.testing.assert_close(w_r, w * n_resp[:, None])
+    # not causal: an earlier position's weight depends on a later key
+    later = scores.detach().clone()
+    later[0, :, :, 6] += 1.0
+    assert full_reward_weights(later, cm)[0, 3] != w_r[0, 3]
+    w_r[cm == 1].pow(2).sum().backward()  # not detached; nothing reaches prompt or pads
+    assert torch.isfinite(scores.grad).all() and scores.grad.abs().sum() > 0
+    outside = ~cm.bool()
+    assert torch.all(scores.grad[outside[:, None, :, None].expand_as(scores)] == 0)
+    assert torch.all(scores.grad[outside[:, None, None, :].expand_as(scores)] == 0)
+
+
+def test_full_reward_weights_of_a_row_without_response_are_zero():
+    _, _, cm, hidden = make_batch()
+    cm = cm.clone()
+    cm[1] = 0
+    w = full_reward_weights(attention_scores(hidden), cm)
+    assert torch.all(w[1] == 0) and torch.isfinite(w).all()
+
+
+@pytest.mark.parametrize("shift", [0, 1])
+def test_head_weights_give_token_k_weight_to_its_q_and_its_reward(shift):
+    """attn_full: Q of token k (row k − 1) and its posterior (row k − 1 + shift) carry w_k;
+    attn_causal: both heads are scaled at their own positions; none: no weights."""
+    _, am, cm, hidden = make_batch()
+    scores = attention_scores(hidden)
+    w = full_reward_weights(scores, cm)
+    w_q, w_mu = head_weights(scores, am, cm, rwt="attn_full", shift=shift)
+    torch.testing.assert_close(w_q[:, :-1], w[:, 1:])
+    assert torch.all(w_q[:, -1] == 0)
+    torch.testing.assert_close(w_mu, w if shift == 1 else w_q)
+    mu = torch.randn(3, 9, generator=gen(8), dtype=DT)
+    r = token_rewards(mu * w_mu, cm, shift=shift)  # the dense reward of token k is w_k·μ(k)
+    torch.testing.assert_close(r, w * token_rewards(mu, cm, shift=shift))
+    attn = causal_attention(hidden, am)
+    c_q, c_mu = head_weights(attn, am, cm, rwt="attn_causal", shift=shift, rescale=False)
+    torch.testing.assert_close(c_q, causal_reward_weights(attn, am, rescale=False))
+    assert c_mu is c_q
+    assert head_weights(None, am, cm, rwt="none", shift=shift) == (None, None)
+    with pytest.raises(ValueError, match="rwt"):
+        head_weights(scores, am, cm, rwt="attn")
 
 
 # ---- Eq. 6 and the Gaussian density ----
@@ -241,7 +310,11 @@ def test_token_terms_position_by_position(shift, weighted):
     q_sa, lse = -2.0 + torch.randn(2, 3, 8, generator=g, dtype=DT)
     mu = torch.randn(3, 9, generator=g, dtype=DT)
     sigma = 0.5 + torch.rand(3, 9, generator=g, dtype=DT)
-    w = reward_weights(causal_attention(hidden, am), am) if weighted else torch.ones(3, 9, dtype=DT)
+    w = (
+        full_reward_weights(attention_scores(hidden), cm)
+        if weighted
+        else torch.ones(3, 9, dtype=DT)
+    )
     beta, gamma = 0.7, 0.9
     t = ava_token_terms(
         q_sa, mu, sigma, cm, beta=beta, gamma=gamma, shift=shift, lse=lse,
@@ -330,7 +403,8 @@ def test_ava_p_ablation_switches():
     torch.testing.assert_close(chosen_td, -(lik_c - lik_r + irl_c + 0.3 * cer))
 
 
-def test_gradients_finite_with_rwt_shift1_and_a_padded_row():
+@pytest.mark.parametrize("rwt", ["attn_full", "attn_causal"])
+def test_gradients_finite_with_rwt_shift1_and_a_padded_row(rwt):
     ids, am, cm, hidden = make_batch()
     hidden = hidden.clone()
     hidden[am == 0] = 1e3  # junk at pads must not leak
@@ -338,13 +412,14 @@ def test_gradients_finite_with_rwt_shift1_and_a_padded_row():
     head, rhead = linear(D, V, seed=2), linear(D, 2, seed=3)
     ids_r = torch.randint(0, V, ids.shape, generator=gen(4))  # same layout, other tokens
 
-    def terms(ids, am, cm):
-        w = reward_weights(causal_attention(h, am), am)
-        q_sa, lse = q_taken(h, ids, head, weights=w, need_lse=True, chunk_tokens=5)
+    def terms(ids, am, cm, rwt):
+        attn = attention_scores(h) if rwt == "attn_full" else causal_attention(h, am)
+        w_q, w = head_weights(attn, am, cm, rwt=rwt, shift=1)
+        q_sa, lse = q_taken(h, ids, head, weights=w_q, need_lse=True, chunk_tokens=5)
         mu, sigma = reward_head(h, rhead)
         return ava_token_terms(q_sa, mu, sigma, cm, shift=1, weights=w, lse=lse), w
 
-    (c, w_c), (r, _) = terms(ids, am, cm), terms(ids_r, am, cm)
+    (c, w_c), (r, _) = terms(ids, am, cm, rwt), terms(ids_r, am, cm, rwt)
     assert torch.all(w_c[am == 0] == 0)
     loss, _ = ava_p_loss(c, r, last_token_score(c.mu, am), last_token_score(r.mu, am))
     loss.backward()
@@ -368,8 +443,36 @@ def test_token_rewards_and_last_token_score():
     torch.testing.assert_close(r1[cm == 1], mu[cm == 1])
     torch.testing.assert_close(r0[:, 1:][cm[:, 1:] == 1], mu[:, :-1][cm[:, 1:] == 1])
     assert last_token_score(mu, am).tolist() == [6, 17, 23]
+    # shift 0: the final token's reward sits one position earlier, as token_rewards reads it
+    assert last_token_score(mu, am, shift=0).tolist() == [5, 16, 22]
+    for shift, r in ((1, r1), (0, r0)):
+        last = am.sum(1) - 1
+        torch.testing.assert_close(last_token_score(mu, am, shift=shift), r[torch.arange(3), last])
+    with pytest.raises(ValueError, match="shift"):
+        last_token_score(mu, am, shift=2)
     with pytest.raises(ValueError, match="shift"):
         token_rewards(mu, cm, shift=2)
+
+
+@pytest.mark.parametrize("shift", [0, 1])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_summed_score_is_the_posterior_mean_of_the_scored_transitions(shift, weighted):
+    """AVA-d's sequence score: Σ of the (w-scaled) posterior means its TD and KL terms score,
+    i.e. the dense rewards of every response token but the last, which has no transition."""
+    terms, am, cm = random_terms(SEED, shift=shift, weighted=weighted)
+    s = summed_score(terms.mu, cm, shift=shift)
+    want = torch.where(terms.td_mask, terms.mu_td, torch.zeros_like(terms.mu_td)).sum(1)
+    torch.testing.assert_close(s, want)
+    r = token_rewards(terms.mu, cm, shift=shift)
+    last = am.sum(1) - 1  # every response here runs to the row's last real token
+    torch.testing.assert_close(s, r.sum(1) - r[torch.arange(3), last])
+    # it reads no posterior outside the scored transitions: the last-token score is not in it
+    bumped = terms.mu.clone()
+    bumped[torch.arange(3), last - (1 - shift)] += 100.0
+    torch.testing.assert_close(summed_score(bumped, cm, shift=shift), s)
+    assert torch.all(
+        last_token_score(bumped, am, shift=shift) != last_token_score(terms.mu, am, shift=shift)
+    )
 
 
 # ---- AVRIL equivalence (official code form) ----

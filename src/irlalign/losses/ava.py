@@ -6,12 +6,15 @@ arXiv 2102.06483):
 
 * pretrained Q (Eq. 12): Q(s, ·) = log_softmax(α·softmax(logits(s))); or a fresh Q head (Eq. 8);
 * reward posterior (Eqs. 9–10): q_φ(R | ·) = 𝒩(μ, σ), prior 𝒩(0, 1), KL d_t (Eq. 6);
-* reward weights (Eq. 11): w_t = mean over query rows of the last-layer self-attention, scaling
-  both heads' outputs;
+* reward weights (Eq. 11): w_t = the mean, over response query rows, of a softmax of the last
+  layer's query–key scores over all response positions, scaling both heads' outputs (or the
+  model's own causal attention, ``attn_causal``);
 * TD error (Eqs. 7/14): δ_t = Q(y_{1:t}, y_{t+1}) − γ·Q(y_{1:t+1}, y_{t+2});
 * AVA-d (Eqs. 5/13): F_d = Σ_t [β·Q(s_t, a_t) − d_t + λ·log q_φ(δ_t)];
 * AVA-p (Eqs. 17–18): F_p = F_d-terms on y⁺ minus the likelihood term on y⁻, plus the CER term
-  F_c = σ(E[R | y⁺] − E[R | y⁻]) on last-token scores.
+  F_c = σ(E[R | y⁺] − E[R | y⁻]) on last-token scores;
+* sequence scores: the last token's posterior mean (what F_c trains, AVA-p) or the summed
+  posterior mean of the scored transitions (what F_d trains, AVA-d).
 
 Layout (decoder-only, right padding) as in :mod:`irlalign.losses.ops`: position j of the hidden
 states holds the state y_{1:j+1} (paper step t = j + 1) and predicts token j + 1, so action-aligned
@@ -95,10 +98,10 @@ def q_taken(
     """Q at the taken tokens: q_sa[:, j] = w_j·Q(h_j, input_ids[:, j + 1]), (B, L − 1), ≥ fp32.
 
     Q = ptq_q(head(h), α) (Eq. 12) if ``ptq`` else head(h) (fresh Q head, Eq. 8); ``weights``
-    (B, L) scales Q row-wise (Eq. 11, literal). ``lse`` (B, L − 1) = logsumexp_v β·w_j·Q(h_j, v)
-    when ``need_lse`` (the exact Boltzmann normaliser: β·Q alone is exact only for β = 1 under
-    Eq. 12), else None. The B·(L − 1) rows are processed ``chunk_tokens`` at a time, recomputed in
-    backward, so no (B, L, V) tensor exists.
+    (B, L) scales Q row-wise (Eq. 11; the first array of :func:`head_weights`). ``lse``
+    (B, L − 1) = logsumexp_v β·w_j·Q(h_j, v) when ``need_lse`` (the exact Boltzmann normaliser:
+    β·Q alone is exact only for β = 1 under Eq. 12), else None. The B·(L − 1) rows are processed
+    ``chunk_tokens`` at a time, recomputed in backward, so no (B, L, V) tensor exists.
     """
     if chunk_tokens < 1:
         raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
@@ -116,17 +119,75 @@ def q_taken(
     return cols[0], (cols[1] if need_lse else None)
 
 
-def reward_weights(attn: Tensor, attention_mask: Tensor, *, rescale: bool = False) -> Tensor:
-    """Eq. 11: w_t = (1/|y|) Σ_{i valid} mean_heads attn[:, :, i, t]; (B, H, L, L) -> (B, L).
+RWT_FULL, RWT_CAUSAL, RWT_NONE = "attn_full", "attn_causal", "none"
+RWT_MODES = (RWT_FULL, RWT_CAUSAL, RWT_NONE)
 
-    ``attn`` is the post-softmax last-layer self-attention (not detached). Padded query rows are
-    dropped; w = 0 on pads and Σ_t w_t = 1 over valid tokens (= |y| with ``rescale``, mean 1).
+
+def full_reward_weights(scores: Tensor, completion_mask: Tensor, *, rescale: bool = True) -> Tensor:
+    """Eq. 11 over the response: w_t = (1/|y|) Σ_{i∈y} mean_heads softmax_{t'∈y}(s_{i,t'})_t.
+
+    ``scores`` (B, H, L, L) are the last layer's scaled query–key products s_{i,t} = q_i·k_t·c
+    with no mask applied. Every response query row i is a softmax over *all* response keys t',
+    earlier and later (no causal mask); prompt and pad positions are neither queries nor keys.
+    Heads are averaged after the softmax, rows averaged over the response. Returns (B, L): 0
+    outside the response, Σ_t w_t = 1 over it; ``rescale`` multiplies by |y| (mean weight 1).
+    Not detached: gradients reach the queries and keys.
+    """
+    m = completion_mask.bool()
+    s = _wide(scores)
+    pairs = (m[:, :, None] & m[:, None, :]).unsqueeze(1)  # response query × response key
+    s = s.masked_fill(~pairs, torch.finfo(s.dtype).min)  # finite, so no NaN even in dropped rows
+    rows = torch.where(m[:, :, None], s.softmax(-1).mean(1), 0.0)  # (B, L_query, L_key)
+    n = m.sum(1, keepdim=True).clamp_min(1).to(rows.dtype)
+    w = torch.where(m, rows.sum(1) / n, 0.0)
+    return w * n if rescale else w
+
+
+def causal_reward_weights(attn: Tensor, attention_mask: Tensor, *, rescale: bool = True) -> Tensor:
+    """Eq. 11 read through the model's own causal attention: w_t = (1/n) Σ_{i valid} mean_heads
+    attn[:, :, i, t], (B, H, L, L) -> (B, L), over every valid position (prompt included).
+
+    ``attn`` is the post-softmax last-layer self-attention (not detached), so row i covers only
+    t ≤ i and the last position's weight is its self-attention / n. Padded query rows are
+    dropped; w = 0 on pads and Σ_t w_t = 1 over valid tokens (= n with ``rescale``, mean 1).
     """
     m = attention_mask.bool()
     rows = torch.where(m.unsqueeze(-1), _wide(attn).mean(1), 0.0)
     n = m.sum(1, keepdim=True).clamp_min(1).to(rows.dtype)
     w = torch.where(m, rows.sum(1) / n, 0.0)
     return w * n if rescale else w
+
+
+def head_weights(
+    attn: Tensor | None,
+    attention_mask: Tensor,
+    completion_mask: Tensor,
+    *,
+    rwt: str = RWT_FULL,
+    rescale: bool = True,
+    shift: int = 1,
+) -> tuple[Tensor | None, Tensor | None]:
+    """The reward weights as the two heads are read: (weights of the Q rows, weights of the
+    (μ, σ) positions), each (B, L), for :func:`q_taken` and :func:`ava_token_terms`.
+
+    ``attn_full``: w_k belongs to response token k, and everything about generating token k is
+    multiplied by it: its Q value, read at the state before it (row k − 1), and its reward
+    posterior, read at k (``shift=1``) or k − 1 (``shift=0``). ``attn_causal``: the causal
+    weights multiply whatever is read at their own position. ``none``: (None, None).
+    """
+    _check_shift(shift)
+    if rwt == RWT_NONE:
+        return None, None
+    if attn is None:
+        raise ValueError(f"rwt={rwt!r} needs the last layer's attention")
+    if rwt == RWT_CAUSAL:
+        w = causal_reward_weights(attn, attention_mask, rescale=rescale)
+        return w, w
+    if rwt != RWT_FULL:
+        raise ValueError(f"rwt must be one of {RWT_MODES}, got {rwt!r}")
+    w = full_reward_weights(attn, completion_mask, rescale=rescale)
+    before = F.pad(w[:, 1:], (0, 1))  # position k − 1 carries token k's weight
+    return before, (w if shift == 1 else before)
 
 
 def gaussian_log_density(x: Tensor, mu: Tensor, sigma: Tensor) -> Tensor:
@@ -178,7 +239,8 @@ def ava_token_terms(
     """Per-token terms of Eqs. 5–7/13–14 from q_sa (B, L − 1) (w-scaled by :func:`q_taken`) and
     raw reward-head outputs μ, σ (B, L); ``completion_mask`` (B, L) 1 on response tokens.
 
-    Rwt: (μ, σ) <- (w·μ, max(w·σ, 1e-6)) (Eq. 11). ll_j = β·q_sa_j (Eq. 13), or β·q_sa_j − lse_j
+    Rwt: (μ, σ) <- (w·μ, max(w·σ, 1e-6)) (Eq. 11; ``weights`` the second array of
+    :func:`head_weights`). ll_j = β·q_sa_j (Eq. 13), or β·q_sa_j − lse_j
     with ``lse`` (exact Boltzmann). δ_j (Eq. 7) is scored under (μ, σ) at position j + shift:
     ``shift=1`` reads the reward of y_{1:t+1} at h_{t+1}, after the token is seen; ``shift=0``
     at h_t, the literal Eq. 9 reading. Likelihood on every response action, or on interior
@@ -264,13 +326,28 @@ def ava_p_loss(
     return loss, {k: v.detach() for k, v in metrics.items()}
 
 
-def last_token_score(mu: Tensor, attention_mask: Tensor) -> Tensor:
-    """E_q[R | y] = μ at the last non-pad position (right padding), (B, L) -> (B,) (Eq. 18).
+def last_token_score(mu: Tensor, attention_mask: Tensor, *, shift: int = 1) -> Tensor:
+    """E_q[R | y] of the final token (Eq. 18), (B, L) -> (B,), right padding: the posterior mean
+    read at the last non-pad position with ``shift=1`` and one position earlier with ``shift=0``
+    (where the reward of the final token sits, as in :func:`token_rewards`).
 
-    The paper does not say which sequence score it ranks by; the last-token mean is the default.
-    Pass the rwt-scaled ``AVATerms.mu`` (w_T·μ_T)."""
-    last = (attention_mask.long().sum(1) - 1).clamp_min(0)
+    The score AVA-p's contrastive term trains. Pass the rwt-scaled ``AVATerms.mu`` (w_T·μ_T)."""
+    _check_shift(shift)
+    last = (attention_mask.long().sum(1) - 1 - (1 - shift)).clamp_min(0)
     return mu.gather(1, last.unsqueeze(1)).squeeze(1)
+
+
+def summed_score(mu: Tensor, completion_mask: Tensor, *, shift: int = 1) -> Tensor:
+    """Σ_k r_k over the response tokens k that are followed by another response token, (B,):
+    the summed posterior mean of exactly the transitions AVA-d scores (its TD and KL terms),
+    = Σ_j μ_td[j] over ``td_mask``; r_k as in :func:`token_rewards`.
+
+    The final token has no transition (no terminal one is added), so AVA-d never trains its
+    posterior and it is left out. Pass the rwt-scaled ``AVATerms.mu`` (Σ w_k·μ_k)."""
+    cm = completion_mask.bool()
+    scored = cm & F.pad(cm[:, 1:], (0, 1), value=False)
+    r = token_rewards(mu, completion_mask, shift=shift)
+    return torch.where(scored, r, torch.zeros_like(r)).sum(1)
 
 
 def token_rewards(mu: Tensor, completion_mask: Tensor, *, shift: int = 1) -> Tensor:

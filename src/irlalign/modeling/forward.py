@@ -109,8 +109,9 @@ def response_logps(
 def forward_hidden(
     model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor, attentions: bool = False
 ) -> tuple[Tensor, Callable[[Tensor], Tensor], Tensor | None]:
-    """`hidden_and_head` plus, with ``attentions=True``, the last layer's post-softmax
-    self-attention (B, H, L, L) (needs an eager attention implementation)."""
+    """`hidden_and_head` plus, with ``attentions=True``, the last layer's attention output
+    (B, H, L, L): post-softmax weights under eager attention, unmasked scaled scores under
+    `irlalign.modeling.attention.SCORES_ATTENTION`."""
     base = unwrap(model)
     body = getattr(base, base.base_model_prefix, None)
     if body is None or body is base:
@@ -139,8 +140,9 @@ def forward_hidden(
     if attentions:
         if not out.attentions or out.attentions[-1] is None:
             raise ValueError(
-                f"{type(base).__name__} returned no attention weights; load it with "
-                'attn_implementation="eager" (model.extra) to use reward weights (rwt="attn")'
+                f"{type(base).__name__} returned no attention weights; reward weights need an "
+                "attention implementation that returns them (the AVA trainer and reward-model "
+                "loader set one; eager for rwt attn_causal)"
             )
         attn = out.attentions[-1]
     return captured["h"], output_head(base), attn

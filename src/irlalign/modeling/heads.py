@@ -24,6 +24,10 @@ HEADS_WEIGHTS = "irl_heads.safetensors"
 HEADS_CONFIG = "irl_heads.json"
 # A scalar state-value head V_φ(s): IQLearn's value-head variant and PPO's critic.
 VALUE_HEAD = "value"
+# AVA reward-head sequence scores: the final token's posterior mean, or the summed posterior mean.
+SEQUENCE_SCORES = ("last", "sum")
+# The causal attention weights were called "attn" before the all-positions form existed.
+LEGACY_RWT = {"attn": "attn_causal"}
 
 
 class ScalarHead(nn.Module):
@@ -52,8 +56,12 @@ class GaussianRewardHead(nn.Module):
 
     Linear d -> 2, μ = out₀, σ = softplus(out₁) + floor (σ never reaches 0). Zero weight and bias
     (0, log(e − 1)) give μ = 0, σ = 1 at init: the posterior starts at the N(0, 1) prior. ``shift``,
-    ``rwt`` and ``rwt_rescale`` are how the head was trained to be read; they travel with it so a
-    reloaded reward model scores exactly as during training.
+    ``rwt``, ``rwt_rescale`` and ``score`` are how the head was trained to be read; they travel with
+    it so a reloaded reward model scores exactly as during training. ``score`` is the sequence
+    score its objective trains: ``"last"``, the final token's posterior mean (AVA-p's contrastive
+    term), or ``"sum"``, the summed posterior mean of the scored transitions (AVA-d). Heads saved
+    before these options existed load as they were trained: ``rwt: attn`` as ``attn_causal``, no
+    ``score`` as ``"last"``.
     """
 
     kind = "gaussian"
@@ -62,13 +70,17 @@ class GaussianRewardHead(nn.Module):
         self,
         hidden_size: int,
         shift: int = 1,
-        rwt: str = "attn",
-        rwt_rescale: bool = False,
+        rwt: str = "attn_full",
+        rwt_rescale: bool = True,
         sigma_floor: float = 1e-4,
+        score: str = "last",
     ):
         super().__init__()
-        self.hidden_size, self.shift, self.rwt = hidden_size, shift, rwt
-        self.rwt_rescale, self.sigma_floor = rwt_rescale, sigma_floor
+        if score not in SEQUENCE_SCORES:
+            raise ValueError(f"score must be one of {SEQUENCE_SCORES}, got {score!r}")
+        self.hidden_size, self.shift = hidden_size, shift
+        self.rwt = LEGACY_RWT.get(rwt, rwt)
+        self.rwt_rescale, self.sigma_floor, self.score = rwt_rescale, sigma_floor, score
         self.proj = nn.Linear(hidden_size, 2, dtype=torch.float32)
         nn.init.zeros_(self.proj.weight)
         with torch.no_grad():
@@ -86,6 +98,7 @@ class GaussianRewardHead(nn.Module):
             "rwt": self.rwt,
             "rwt_rescale": self.rwt_rescale,
             "sigma_floor": self.sigma_floor,
+            "score": self.score,
         }
 
 

@@ -161,8 +161,9 @@ class PreferenceTransformerReward:
 
 
 class AVAReward:
-    """AVA's posterior mean: score = w_T·μ_T at the last token; token
-    rewards w_t·μ_t (σ scaled alike), read with the shift and rwt the head was trained with."""
+    """AVA's posterior mean, read with the shift, reward weights and sequence score the head was
+    trained with: score = w_T·μ_T of the final token (AVA-p) or the summed w_k·μ_k over the
+    scored transitions (AVA-d); token rewards w_k·μ_k (σ scaled alike)."""
 
     def __init__(self, model, tokenizer, batch_size: int = 64):
         self.model, self.tokenizer, self.batch_size = model.eval(), tokenizer, batch_size
@@ -176,22 +177,29 @@ class AVAReward:
         return batched_token_rewards(self, prompts, responses)
 
     def _posterior(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        from irlalign.losses.ava import reward_weights
+        from irlalign.losses.ava import RWT_NONE, head_weights
         from irlalign.modeling.forward import forward_hidden
 
         head = get_head(self.model, "reward")
         ids, am = batch["input_ids"], batch["attention_mask"]
-        hidden, _, attn = forward_hidden(self.model, ids, am, attentions=head.rwt == "attn")
+        hidden, _, attn = forward_hidden(self.model, ids, am, attentions=head.rwt != RWT_NONE)
         mu, sigma = head(hidden)
-        if attn is not None:
-            w = reward_weights(attn, am, rescale=head.rwt_rescale)
+        _, w = head_weights(
+            attn, am, batch["completion_mask"], rwt=head.rwt, rescale=head.rwt_rescale,
+            shift=head.shift,
+        )  # fmt: skip
+        if w is not None:
             mu, sigma = mu * w, (sigma * w).clamp_min(1e-6)
         return mu, sigma
 
     def _score(self, batch: dict[str, Tensor]) -> Tensor:
-        from irlalign.losses.ava import last_token_score
+        from irlalign.losses.ava import last_token_score, summed_score
 
-        return last_token_score(self._posterior(batch)[0], batch["attention_mask"])
+        head = get_head(self.model, "reward")
+        mu = self._posterior(batch)[0]
+        if head.score == "sum":
+            return summed_score(mu, batch["completion_mask"], shift=head.shift)
+        return last_token_score(mu, batch["attention_mask"], shift=head.shift)
 
     def _token_rewards(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         from irlalign.losses.ava import token_rewards
@@ -200,6 +208,16 @@ class AVAReward:
         shift = get_head(self.model, "reward").shift
         cm = batch["completion_mask"]
         return token_rewards(mu, cm, shift=shift), token_rewards(sigma, cm, shift=shift)
+
+
+def set_ava_attention(model, rwt: str) -> None:
+    """The attention implementation an AVA head's reward weights read (none for ``rwt: none``)."""
+    from irlalign.modeling.attention import use_scores_attention
+
+    if rwt == "attn_causal":
+        model.set_attn_implementation("eager")
+    elif rwt != "none":
+        use_scores_attention(model)
 
 
 def is_reward_model_folder(path: str | Path) -> bool:
@@ -232,8 +250,8 @@ def load_reward_model(path: str | Path, batch_size: int = 64) -> RewardModel:
         if name in heads:
             model = AutoModelForCausalLM.from_pretrained(path)
             load_heads(model, path)
-            if cls is AVAReward and heads[name].get("rwt") == "attn":
-                model.set_attn_implementation("eager")
+            if cls is AVAReward:
+                set_ava_attention(model, get_head(model, name).rwt)
             return cls(model, tokenizer, batch_size)
     config = AutoConfig.from_pretrained(path)
     if getattr(config, "num_labels", None) != 1:

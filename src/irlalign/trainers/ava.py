@@ -19,22 +19,26 @@ from transformers import Trainer
 
 from irlalign.data.collate import SEQUENCE_FIELDS
 from irlalign.losses.ava import (
+    RWT_CAUSAL,
+    RWT_MODES,
+    RWT_NONE,
     AVATerms,
     ava_d_loss,
     ava_p_loss,
     ava_token_terms,
+    head_weights,
     last_token_score,
     q_taken,
-    reward_weights,
-    token_rewards,
+    summed_score,
 )
+from irlalign.modeling.attention import use_scores_attention
 from irlalign.modeling.forward import chunk_rows, forward_hidden, unwrap
 from irlalign.modeling.heads import GaussianRewardHead, LinearQHead, attach_head, get_head
 from irlalign.trainers.common import MetricStore, stack_pairs
 from irlalign.trainers.heads import HeadsCheckpointMixin
 
 REWARD_HEAD, Q_HEAD = "reward", "q"
-CHOICES = {"q_head": ("ptq", "fresh"), "ll_range": ("all", "paper"), "rwt": ("attn", "none")}
+CHOICES = {"q_head": ("ptq", "fresh"), "ll_range": ("all", "paper"), "rwt": RWT_MODES}
 
 
 @dataclass
@@ -49,10 +53,14 @@ class AVAConfig:
     # read at h_t
     shift: int = 1
     ll_range: str = "all"  # "all" response actions, or "paper": the literal t = 1..|y|−2
-    rwt: str = "attn"  # reward weights (Eq. 11) from last-layer attention, or "none"
-    # mean weight 1 instead of the literal Σ w = 1, whose weights shrink μ and σ by ~1/|y|; the
-    # mean-one weights are the stabilised variant
-    rwt_rescale: bool = False
+    # reward weights (Eq. 11): "attn_full", each response token's mean share of a softmax of the
+    # last layer's query-key scores over all response positions; "attn_causal", the model's own
+    # causal last-layer attention (weights over prompt and response); or "none" ("w/o rwt")
+    rwt: str = "attn_full"
+    # weights averaging 1 over the positions they cover; false: the literal Σ w = 1, which shrinks
+    # μ and σ by ~1/|y|; with causal weights the contrastive term then cannot rank (0.502 pairwise
+    # accuracy against 0.658 rescaled on the synthetic benchmark; docs/methods/ava.md)
+    rwt_rescale: bool = True
     td_on_rejected: bool = True  # TD/KL terms on rejected sequences too (the paper is ambiguous)
     use_neg: bool = True  # ablation "w/o neg": drop −βQ(y⁻)
     use_irl: bool = True  # ablation "w/o irl": drop TD and KL terms
@@ -63,6 +71,11 @@ class AVAConfig:
     chunk_tokens: int | None = None  # rows per vocabulary chunk; None: sized by V (chunk_rows)
 
     def __post_init__(self) -> None:
+        if self.rwt == "attn":
+            raise ValueError(
+                "rwt 'attn' was split in two: use 'attn_full' (the default, a softmax over all "
+                "response positions) or 'attn_causal' (what 'attn' meant: the causal attention)"
+            )
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -85,16 +98,27 @@ class AVAConfig:
 
 
 def attach_ava_heads(model: torch.nn.Module, cfg: AVAConfig) -> None:
-    """The TQR heads (Eqs. 8–9) on a causal LM; eager attention when rwt reads attentions."""
+    """The TQR heads (Eqs. 8–9) on a causal LM, and an attention implementation that returns
+    what the reward weights read: eager weights (``attn_causal``) or raw scores (``attn_full``)."""
     base = unwrap(model)
     d = base.config.hidden_size
-    attach_head(model, REWARD_HEAD, GaussianRewardHead(d, cfg.shift, cfg.rwt, cfg.rwt_rescale))
+    head = GaussianRewardHead(d, cfg.shift, cfg.rwt, cfg.rwt_rescale, score=sequence_score(cfg))
+    attach_head(model, REWARD_HEAD, head)
     if cfg.q_head == "fresh":
         vocab = base.get_output_embeddings().weight.shape[0]
         attach_head(model, Q_HEAD, LinearQHead(d, vocab))
         freeze_untied_lm_head(base)
-    if cfg.rwt == "attn":
+    if cfg.rwt == RWT_CAUSAL:
         base.set_attn_implementation("eager")
+    elif cfg.rwt != RWT_NONE:
+        use_scores_attention(base)
+
+
+def sequence_score(cfg: AVAConfig, demonstrations: bool = False) -> str:
+    """The reward model's sequence score, the one its objective trains: AVA-d (demonstrations,
+    or ``chosen_only``) trains no last-token posterior, so it is scored by the summed posterior
+    mean (`summed_score`); AVA-p's contrastive term trains the last token's (`last_token_score`)."""
+    return "sum" if demonstrations or cfg.chosen_only else "last"
 
 
 def freeze_untied_lm_head(base) -> None:
@@ -108,8 +132,11 @@ def freeze_untied_lm_head(base) -> None:
 def tqr_terms(model: torch.nn.Module, batch: dict[str, torch.Tensor], cfg: AVAConfig) -> AVATerms:
     """One TQR forward on a right-padded causal batch."""
     ids, am = batch["input_ids"], batch["attention_mask"]
-    hidden, lm_head, attn = forward_hidden(model, ids, am, attentions=cfg.rwt == "attn")
-    weights = None if attn is None else reward_weights(attn, am, rescale=cfg.rwt_rescale)
+    cm = batch["completion_mask"]
+    hidden, lm_head, attn = forward_hidden(model, ids, am, attentions=cfg.rwt != RWT_NONE)
+    q_weights, weights = head_weights(
+        attn, am, cm, rwt=cfg.rwt, rescale=cfg.rwt_rescale, shift=cfg.shift
+    )
     head = get_head(model, Q_HEAD) if cfg.q_head == "fresh" else lm_head
     q_sa, lse = q_taken(
         hidden,
@@ -118,7 +145,7 @@ def tqr_terms(model: torch.nn.Module, batch: dict[str, torch.Tensor], cfg: AVACo
         alpha=cfg.alpha,
         beta=cfg.beta,
         ptq=cfg.q_head == "ptq",
-        weights=weights,
+        weights=q_weights,
         need_lse=cfg.exact,
         chunk_tokens=chunk_rows(cfg.chunk_tokens, model),
     )
@@ -127,7 +154,7 @@ def tqr_terms(model: torch.nn.Module, batch: dict[str, torch.Tensor], cfg: AVACo
         q_sa,
         mu,
         sigma,
-        batch["completion_mask"],
+        cm,
         beta=cfg.beta,
         gamma=cfg.gamma,
         shift=cfg.shift,
@@ -154,6 +181,8 @@ class AVATrainer(HeadsCheckpointMixin, Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         cfg = self.method
         if "chosen_input_ids" not in inputs:
+            # AVA-d on demonstrations: a reward model read from it is scored by the summed mean
+            get_head(model, REWARD_HEAD).score = sequence_score(cfg, demonstrations=True)
             loss, metrics = ava_d_loss(tqr_terms(model, inputs, cfg), lam=cfg.lam)
         elif cfg.chosen_only:
             chosen = {k: inputs[f"chosen_{k}"] for k in SEQUENCE_FIELDS}
@@ -170,7 +199,7 @@ class AVATrainer(HeadsCheckpointMixin, Trainer):
         half = inputs["chosen_input_ids"].shape[0]
         chosen, rejected = _rows(terms, slice(0, half)), _rows(terms, slice(half, None))
         am = both["attention_mask"]
-        scores = last_token_score(terms.mu, am)
+        scores = last_token_score(terms.mu, am, shift=cfg.shift)
         loss, metrics = ava_p_loss(
             chosen,
             rejected,
@@ -183,9 +212,9 @@ class AVATrainer(HeadsCheckpointMixin, Trainer):
             use_neg=cfg.use_neg,
             use_irl=cfg.use_irl,
         )
-        # The alternative sequence score Σ_t μ_t (Eq. 19's expected return), always logged: the
-        # paper does not say which score it ranks by.
-        sums = token_rewards(terms.mu, both["completion_mask"], shift=cfg.shift).sum(1).detach()
+        # The alternative sequence score, Σ w_k·μ_k over the scored transitions (Eq. 19's expected
+        # return without the final token; AVA-d's score), always logged.
+        sums = summed_score(terms.mu, both["completion_mask"], shift=cfg.shift).detach()
         metrics["rewards/accuracy_sum"] = (sums[:half] > sums[half:]).float().mean()
         return loss, metrics
 
