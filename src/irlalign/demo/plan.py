@@ -53,7 +53,7 @@ ROWS = (
         "preference_transformer",
         "rm_preference_transformer",
     ),
-    Row("AVA-p (rwt_rescale)", "reward_model", "ava", "rm_ava"),
+    Row("AVA-p", "reward_model", "ava", "rm_ava"),
     Row("RLOO against r*, dense (50 iterations)", "online", "rloo", "rloo_gold", SHORT_RL),
     Row(
         "RLOO against AVA-p dense rewards (50 iterations)",

@@ -57,10 +57,11 @@ class AVAConfig:
     # last layer's query-key scores over all response positions; "attn_causal", the model's own
     # causal last-layer attention (weights over prompt and response); or "none" ("w/o rwt")
     rwt: str = "attn_full"
-    # weights averaging 1 over the positions they cover; false: the literal Σ w = 1, which shrinks
-    # μ and σ by ~1/|y|; with causal weights the contrastive term then cannot rank (0.502 pairwise
-    # accuracy against 0.658 rescaled on the synthetic benchmark; docs/methods/ava.md)
-    rwt_rescale: bool = True
+    # false (Eq. 11 as written): the weights sum to 1. true: they average 1 over the positions
+    # they cover. Which scale learns depends on the weights: on the synthetic benchmark the
+    # literal scale ranks with attn_full (0.623 pairwise accuracy, seed 0; mean 1: 0.502) and
+    # not with attn_causal (0.502; mean 1: 0.658); docs/methods/ava.md
+    rwt_rescale: bool = False
     td_on_rejected: bool = True  # TD/KL terms on rejected sequences too (the paper is ambiguous)
     use_neg: bool = True  # ablation "w/o neg": drop −βQ(y⁻)
     use_irl: bool = True  # ablation "w/o irl": drop TD and KL terms
