@@ -52,12 +52,12 @@ def group_curves(curves: Mapping[str, Series]) -> dict[str, dict[str, Series]]:
 def to_png(fig: Figure) -> bytes:
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()
 
 
 def _axes(title: str, xlabel: str, ylabel: str = ""):
-    fig = Figure(figsize=SIZE)
+    fig = Figure(figsize=SIZE, layout="constrained")  # one draw, unlike bbox_inches="tight"
     ax = fig.add_subplot()
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
@@ -121,7 +121,7 @@ def _decoding(row: Mapping[str, Any]) -> str:
 
 def bar_plot(title: str, values: Mapping[str, float]) -> bytes:
     """Horizontal bars, one per name (long policy names fit on the y axis)."""
-    fig = Figure(figsize=(SIZE[0], 0.35 * len(values) + 1.0))
+    fig = Figure(figsize=(SIZE[0], 0.35 * len(values) + 1.0), layout="constrained")
     ax = fig.add_subplot()
     names = list(values)[::-1]
     ax.barh(names, [values[n] for n in names], color="#4c72b0")
