@@ -157,3 +157,13 @@ def test_the_page_renders_in_a_headless_browser(tmp_path):
 
     colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 20)
     assert colours is not None and len(colours) > 20, "the rendered page is (nearly) blank"
+
+
+def test_token_shading_escapes_text_and_keeps_words_apart():
+    from irlalign.report.html import token_spans
+
+    words = token_spans(["good", "<eos>"], [1.0, -0.5])
+    assert "</span> <span" in words and "&lt;eos&gt;" in words and "<eos>" not in words
+    assert 'title="+1"' in words and "rgba(220,50,50,0.30)" in words  # red, half the largest
+    pieces = token_spans(["good", " word"], [1.0, 0.0])
+    assert "</span><span" in pieces  # byte-level pieces carry their own space

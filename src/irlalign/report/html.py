@@ -21,13 +21,14 @@ th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: left; vertical-al
 td.num { text-align: right; font-family: monospace; } th { background: #f4f4f4; }
 .figs { display: flex; flex-wrap: wrap; gap: 8px; } .figs img { max-width: 100%; }
 pre { background: #f8f8f8; padding: .5em; overflow-x: auto; font-size: 85%; }
-.wide { overflow-x: auto; } .tok { padding: 0 1px; border-radius: 2px; }
+.wide { overflow-x: auto; } .tok { padding: 0 1px; border-radius: 2px; white-space: pre-wrap; }
 .note { color: #666; font-size: 85%; }
 """
 
 MAX_SAMPLE_ROWS = 12
 MAX_SAMPLE_STEPS = 20
 MAX_CELL = 600
+FOLD_ROWS = 30
 FRONTIER_COLUMNS = (
     "normalised_score",
     "normalised_score_se",
@@ -180,7 +181,14 @@ def _eval(run: Run, figs: Sequence[Figure]) -> str:
         parts += [f"<h3>{_e(where)} (eval.json)</h3>", table(["name", *columns], rows)]
     parts.append(figures(figs))
     scalars = eval_scalars(run.eval)
-    if scalars:
+    if len(scalars) > FOLD_ROWS:  # a pipeline's summary: open on demand, not in the way
+        summary = f"{len(scalars)} values"
+        listing = table(["key", "value"], scalars.items())
+        parts += [
+            "<h3>final metrics (eval.json)</h3>",
+            f"<details><summary>{summary}</summary>{listing}</details>",
+        ]
+    elif scalars:
         parts += ["<h3>final metrics (eval.json)</h3>", table(["key", "value"], scalars.items())]
     return "\n".join(parts)
 
@@ -236,4 +244,6 @@ def token_spans(tokens: Sequence[str], rewards: Sequence[float]) -> str:
             f'<span class="tok" style="background: rgba({rgb},{alpha:.2f})" '
             f'title="{r:+.4g}">{_e(tok)}</span>'
         )
-    return "".join(spans)
+    # Word-level vocabularies decode tokens without their separating space; BPE pieces carry it.
+    sep = "" if any(t[:1].isspace() for t in tokens) else " "
+    return sep.join(spans)
