@@ -167,3 +167,12 @@ def test_token_shading_escapes_text_and_keeps_words_apart():
     assert 'title="+1"' in words and "rgba(220,50,50,0.30)" in words  # red, half the largest
     pieces = token_spans(["good", " word"], [1.0, 0.0])
     assert "</span><span" in pieces  # byte-level pieces carry their own space
+
+
+def test_samples_of_a_resumed_run_show_a_step_logged_twice_once():
+    from irlalign.report.html import rows_by_step
+
+    rows = [{"step": s, "completion": c} for s, c in ((2, "c"), (2, "d"), (1, "a"))]
+    rows += rows[:2]  # resumed before step 2: the same prompts and seeds, the same rows again
+    grouped = {s: [r["completion"] for r in g] for s, g in rows_by_step(rows).items()}
+    assert grouped == {1: ["a"], 2: ["c", "d"]}

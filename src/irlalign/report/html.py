@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -200,9 +201,7 @@ def samples_html(rows: Sequence[Mapping[str, Any]]) -> str:
         return _sample_table(rows[:MAX_SAMPLE_ROWS]) + (
             f'<p class="note">{note}</p>' if note else ""
         )
-    by_step: dict[Any, list[Mapping[str, Any]]] = {}
-    for row in rows:
-        by_step.setdefault(row.get("step"), []).append(row)
+    by_step = rows_by_step(rows)
     steps = list(by_step)[-MAX_SAMPLE_STEPS:]
     parts = []
     if len(by_step) > len(steps):
@@ -214,6 +213,23 @@ def samples_html(rows: Sequence[Mapping[str, Any]]) -> str:
             f"{_sample_table(by_step[step][:MAX_SAMPLE_ROWS])}</details>"
         )
     return "\n".join(parts)
+
+
+def rows_by_step(rows: Sequence[Mapping[str, Any]]) -> dict[Any, list[Mapping[str, Any]]]:
+    """Rows grouped by step, in step order. A resumed run redoes the steps after its checkpoint
+    with the same prompts and seeds, so a step logged twice repeats its rows: kept once."""
+    by_step: dict[Any, list[Mapping[str, Any]]] = {}
+    seen = set()
+    for row in rows:
+        key = json.dumps(row, sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            by_step.setdefault(row.get("step"), []).append(row)
+    return dict(sorted(by_step.items(), key=lambda kv: _step_key(kv[0])))
+
+
+def _step_key(step: Any) -> tuple[int, float]:
+    return (0, float(step)) if isinstance(step, int | float) else (1, 0.0)
 
 
 def _sample_table(rows: Sequence[Mapping[str, Any]]) -> str:
