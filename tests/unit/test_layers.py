@@ -21,6 +21,7 @@ LAYERS = {
     "synthetic": 1,
     "frft": 1,
     "extract": 1,
+    "report": 1,
     "trainers": 2,
     "loops": 2,
     "pipelines": 3,

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 
 from irlalign import __version__
-from irlalign.cli import quickstart, rewards, synthetic, train
+from irlalign.cli import quickstart, report, rewards, synthetic, train
 from irlalign.guard import NonFiniteError
 
 # command name -> (help, add_arguments(parser) that sets `func`)
@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "synthetic": ("build and evaluate on the synthetic benchmark", synthetic.add_arguments),
     "rewards": ("write per-token rewards r_t = Q - γV' of a model on data", rewards.add_arguments),
     "train": ("train a model with one method (see `irlalign train --help`)", train.add_arguments),
+    "report": ("write one self-contained HTML report of run folders", report.add_arguments),
 }
 
 

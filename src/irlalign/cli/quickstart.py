@@ -23,5 +23,6 @@ def run(args: argparse.Namespace) -> int:
     from irlalign.demo.quickstart import run_quickstart
 
     text = run_quickstart(args.out, args.seed, args.workers, args.samples)
-    print("\n" + text + f"\nwritten: {args.out}/table.md, eval.json, metrics.jsonl, task/")
+    written = "table.md, report.html, eval.json, metrics.jsonl, task/"
+    print("\n" + text + f"\nwritten: {args.out}/{written}")
     return 0

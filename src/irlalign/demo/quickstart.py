@@ -1,5 +1,6 @@
 """`irlalign quickstart`: build the synthetic benchmark, evaluate the oracle policies, train
-every row of `plan.ROWS` two at a time, and write one comparison table and the run folder."""
+every row of `plan.ROWS` two at a time, and write one comparison table, the run folder and its
+HTML report."""
 
 from __future__ import annotations
 
@@ -95,4 +96,8 @@ def run_quickstart(out: str, seed: int = 0, workers: int = 2, samples: int = 4) 
             "task": summary,
         }
     )
+    from irlalign.report import write_report
+
+    # Reads only the run files just written: about ten seconds of plotting, no model.
+    write_report([out], Path(out) / "report.html", title="irlalign quickstart")
     return text

@@ -126,6 +126,7 @@ def train_ppo(cfg) -> dict[str, Any]:
                 "rl/value_mean": float((old_values * mask).sum() / mask.sum().clamp_min(1)),
                 "rl/lr": ctx.scheduler.get_last_lr()[0],
             },
+            samples=(rollouts, raw),
         )
     return finish(ctx)
 

@@ -123,6 +123,7 @@ def train_rloo(cfg) -> dict[str, Any]:
                 **rollout_metrics(raw, shaped, kl, mask, rollouts),
                 "rl/lr": ctx.scheduler.get_last_lr()[0],
             },
+            samples=(rollouts, raw),
         )
     return finish(ctx)
 

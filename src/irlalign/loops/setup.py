@@ -56,6 +56,9 @@ class LoopArgs:
     save_steps: int = 50
     save_total_limit: int | None = 2
     eval_steps: int | None = None  # synthetic evaluation every N steps (None: at the end only)
+    # Every N steps (and at the first), a few of the step's completions with their rewards are
+    # appended to `samples.jsonl` (per-token rewards for dense rewards); 0: never.
+    log_completions_steps: int = 50
     use_cpu: bool = False
     bf16: bool = False
     resume_from_checkpoint: bool | str | None = None  # true = the latest `step_<n>` folder

@@ -4,12 +4,14 @@ standardisation, the optimizer step, logging / evaluation / checkpointing, and t
 from __future__ import annotations
 
 import copy
+import json
 import time
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from irlalign.generation.rewards import completion_ids
 from irlalign.generation.sampling import HFSampler, Rollouts, SamplingConfig
 from irlalign.guard import NonFiniteError
 from irlalign.loops.checkpoint import save_checkpoint, save_policy
@@ -18,6 +20,9 @@ from irlalign.loops.setup import LoopContext, prompt_batch
 from irlalign.losses.policy_gradient import standardise_rewards
 from irlalign.modeling.forward import peft_wrapper, response_logps, unwrap
 from irlalign.runs import RunFolder
+
+# Completions written to samples.jsonl per logged step: enough to read, not a dump of the batch.
+LOGGED_COMPLETIONS = 8
 
 
 def sample(policy, tokenizer, sampling: SamplingConfig, prompts: list[str], k: int, seed: int):
@@ -118,9 +123,17 @@ def optimizer_step(ctx: LoopContext) -> float:
     return norm
 
 
-def end_step(ctx: LoopContext, metrics: dict[str, float]) -> None:
-    """Log (every `logging_steps`), evaluate (every `eval_steps`) and checkpoint (`save_steps`)."""
+def end_step(
+    ctx: LoopContext,
+    metrics: dict[str, float],
+    samples: tuple[Rollouts, Tensor] | None = None,
+) -> None:
+    """Log (every `logging_steps`), evaluate (every `eval_steps`), write completions (``samples``:
+    the step's rollouts and raw rewards, every `log_completions_steps`) and checkpoint
+    (`save_steps`)."""
     step, args = ctx.state.step, ctx.args
+    if samples is not None:
+        log_completions(ctx, *samples)
     if args.eval_steps and step % args.eval_steps == 0:
         before = time.process_time()
         metrics.update(eval_metrics(ctx))
@@ -149,6 +162,32 @@ def end_step(ctx: LoopContext, metrics: dict[str, float]) -> None:
             args.save_total_limit,
             ctx.scheduler,
         )
+
+
+def log_completions(ctx: LoopContext, rollouts: Rollouts, raw: Tensor) -> None:
+    """Append the first completions of the step to `samples.jsonl`: prompt, completion, reward
+    (the sequence total) and, for dense rewards, each token's reward next to the token's own
+    text (decoded one id at a time, so byte-level pieces read as text)."""
+    every, step = ctx.args.log_completions_steps, ctx.state.step
+    if every <= 0 or (step % every and step != 1) or not ctx.accelerator.is_main_process:
+        return
+    dense = ctx.method_config.reward_mode == "dense"
+    raw, rows = raw.detach().float().cpu(), []
+    for b in range(min(LOGGED_COMPLETIONS, raw.shape[0])):
+        positions = rollouts.completion_mask[b].bool().nonzero().squeeze(1) - 1
+        rewards = raw[b, positions].tolist() if positions.numel() else []
+        row = {
+            "step": step,
+            "prompt": rollouts.prompts[b],
+            "completion": rollouts.responses[b],
+            "reward": float(sum(rewards)),
+        }
+        if dense:
+            row["tokens"] = [ctx.tokenizer.decode([i]) for i in completion_ids(rollouts, b)]
+            row["token_rewards"] = rewards
+        rows.append(row)
+    with open(ctx.run_dir / "samples.jsonl", "a") as f:
+        f.writelines(json.dumps(row) + "\n" for row in rows)
 
 
 def eval_metrics(ctx: LoopContext) -> dict[str, float]:
