@@ -41,6 +41,9 @@ def _args(out) -> trl.GRPOConfig:
         save_strategy="no",
         report_to="none",
         use_cpu=True,
+        # TRL defaults to bf16 autocast where the CPU has it; accelerate's process-wide state
+        # would then refuse the fp32 loops that later tests start in the same process.
+        bf16=False,
         seed=0,
         disable_tqdm=True,
     )
