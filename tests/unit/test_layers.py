@@ -26,6 +26,7 @@ LAYERS = {
     "loops": 2,
     "pipelines": 3,
     "methods": 4,
+    "integrations": 4,  # wraps other libraries' trainers around reward models
     "demo": 5,
     "cli": 6,
 }

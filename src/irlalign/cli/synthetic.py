@@ -41,7 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "eval-rm", help="pairwise accuracy, Spearman, token-reward recovery of an RM"
     )
     r.add_argument("--task", required=True, help="task folder from `synthetic build`")
-    r.add_argument("--rm", required=True, help="reward-model folder")
+    r.add_argument(
+        "--rm",
+        required=True,
+        help="reward-model folder, gail:<folder>, implicit:<ckpt>[,<ref>] or log_ratio:<pol>,<ref>",
+    )
     r.set_defaults(func=run_eval_rm)
     f = sub.add_parser("frontier", help="does one quality–diversity frontier dominate another?")
     f.add_argument(

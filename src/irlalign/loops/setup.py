@@ -183,8 +183,9 @@ def prompt_batch(
 
 
 def load_reward(spec: str, task_dir: str | None, tokenizer) -> RewardModel:
-    """A `reward_model` value: `gold` (the synthetic r*), `gail:<folder>` or a folder."""
-    from irlalign.modeling.reward import load_reward_model
+    """A `reward_model` value: `gold` (the synthetic r*), or any string `load_reward_spec` reads
+    (a folder, `gail:<folder>`, `implicit:<ckpt>[,<reference>]`, `log_ratio:<policy>,<ref>`)."""
+    from irlalign.modeling.reward_specs import load_reward_spec
 
     if spec == GOLD:
         if not task_dir:
@@ -193,11 +194,7 @@ def load_reward(spec: str, task_dir: str | None, tokenizer) -> RewardModel:
         from irlalign.synthetic.gold import GoldReward
 
         return GoldReward(load_task(task_dir), tokenizer)
-    from irlalign.modeling.gail_reward import PREFIX, GAILReward
-
-    if spec.startswith(PREFIX):
-        return GAILReward(load_reward_model(spec[len(PREFIX) :]))
-    return load_reward_model(spec)
+    return load_reward_spec(spec)
 
 
 def _accelerator(cfg: RunConfig, args: LoopArgs):

@@ -17,6 +17,8 @@ from torch import Tensor
 
 from irlalign.modeling.reward import ResponseRewards, batched_scores, batched_token_rewards
 
+PREFIX = "log_ratio:"  # reward_model spec: "log_ratio:<policy>,<reference>"
+
 
 class LogRatioReward:
     """`RewardModel` from π_SFT (``sft_model``) and π_init (``init_model``).
@@ -88,3 +90,14 @@ class LogRatioReward:
         # which is how `batched_token_rewards` cuts them (token k's reward at index k).
         lead = torch.zeros_like(per_token[:, :1])
         return torch.cat([lead, per_token], dim=1), None
+
+
+def load_log_ratio_reward(spec: str, batch_size: int = 64) -> LogRatioReward:
+    """``log_ratio:<policy>,<reference>``: summed log π_policy(a_t|s_t) − log π_ref(a_t|s_t)."""
+    from irlalign.modeling.implicit_reward import check_same_tokenizer, load_causal_lm, split_spec
+
+    policy_path, reference_path = split_spec(spec[len(PREFIX) :], 2, 2, spec)
+    policy, tokenizer = load_causal_lm(policy_path)
+    reference, ref_tokenizer = load_causal_lm(reference_path)
+    check_same_tokenizer(tokenizer, ref_tokenizer, spec)
+    return LogRatioReward(policy, reference, tokenizer, batch_size=batch_size)

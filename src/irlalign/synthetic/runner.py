@@ -8,7 +8,8 @@ from pathlib import Path
 from datasets import load_from_disk
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from irlalign.modeling.reward import RewardModel, load_reward_model
+from irlalign.modeling.reward import RewardModel
+from irlalign.modeling.reward_specs import load_reward_spec
 from irlalign.synthetic import evaluate
 from irlalign.synthetic.build import load_eval_prompts, load_task
 from irlalign.synthetic.datasets import policy_sources
@@ -92,7 +93,7 @@ def eval_policy_model(task_dir: str | Path, model, tokenizer, samples: int = 4, 
 
 def eval_reward_model(task_dir: str | Path, rm: str | Path | RewardModel) -> dict:
     """RM quality on the held-out preference split (`preferences/test`)."""
-    model = rm if isinstance(rm, RewardModel) else load_reward_model(rm)
+    model = rm if isinstance(rm, RewardModel) else load_reward_spec(str(rm))
     prefs = load_from_disk(str(Path(task_dir) / "preferences"))["test"]
     out = evaluate.reward_model_metrics(prefs, model.score)
     # Reward recovery on the same held-out responses, chosen and rejected alike.

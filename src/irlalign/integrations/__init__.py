@@ -1,0 +1,1 @@
+"""Adapters that put irlalign reward models into other libraries' trainers (TRL)."""
