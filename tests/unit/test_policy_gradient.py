@@ -130,8 +130,7 @@ def test_exact_kl_estimator_has_the_objectives_gradient():
         return torch.exp(lp1[e[0]] + lp2[e[0], e[1]])
 
     objective = sum(
-        prob(e)
-        * (r1[e[0]] + r2[e[0], e[1]] - beta * (lp1[e[0]] - ref1[e[0]] + lp2[e] - ref2[e]))
+        prob(e) * (r1[e[0]] + r2[e[0], e[1]] - beta * (lp1[e[0]] - ref1[e[0]] + lp2[e] - ref2[e]))
         for e in episodes
     )
     expected = torch.autograd.grad(objective, (theta1, theta2), retain_graph=True)

@@ -84,7 +84,9 @@ class LoopArgs:
 class RLConfig:
     """The `method` fields RLOO and PPO share: the reward, the KL penalty and sampling."""
 
-    reward_model: str = GOLD  # reward-model folder, `gail:<folder>`, or "gold" (synthetic r*)
+    # a reward-model folder, `gail:<folder>`, `implicit:<checkpoint>[,<reference>]`,
+    # `log_ratio:<policy>,<reference>`, or "gold" (the synthetic task's r*)
+    reward_model: str = GOLD
     reward_mode: str = "dense"  # "dense" per-token rewards, or "terminal" sequence scores
     reward_norm: str = "none"  # "none", "batch", "initial"
     kl_coef: float = 0.05  # β: per-token penalty β·(log π − log π_ref)
@@ -100,7 +102,10 @@ class RLConfig:
         if self.kl_coef < 0:
             raise ValueError("kl_coef must be >= 0")
         if not self.reward_model:
-            raise ValueError("reward_model is required: a reward-model folder, or 'gold'")
+            raise ValueError(
+                "reward_model is required: a reward-model folder, gail:, implicit:, log_ratio: "
+                "or 'gold'"
+            )
         if self.sampling.filters:
             raise ValueError(
                 "sampling.top_k / sampling.top_p: an RL loop trains the policy it samples from, "
