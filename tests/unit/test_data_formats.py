@@ -83,8 +83,10 @@ def _without(row: dict, key: str) -> dict:
 
 BAD = [
     (PC, _without(GOOD[PC], "completion"), "completion", "missing"),
-    (PC, {**GOOD[PC], "prompt": None}, "prompt", "expected a string, got None"),
-    (PC, {**GOOD[PC], "completion": "  "}, "completion", "got an empty one"),
+    (PC, {**GOOD[PC], "prompt": None}, "prompt", "expected a non-empty string, got None"),
+    (PC, {**GOOD[PC], "prompt": " \n"}, "prompt", "got only whitespace"),
+    (PC, {**GOOD[PC], "completion": ""}, "completion", "got an empty one"),
+    (PC, {**GOOD[PC], "completion": "  "}, "completion", "got only whitespace"),
     (PC, {**GOOD[PC], "completion": ["big"]}, "completion", "got list"),
     (PREF, {**GOOD[PREF], "rejected": ""}, "rejected", "non-empty string"),
     (PREF, {**GOOD[PREF], "rejected": "big <eos>"}, "rejected", "identical to 'chosen'"),
