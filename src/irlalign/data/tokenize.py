@@ -140,10 +140,21 @@ def encoding_failure(
         try:
             tokenizer([text], add_special_tokens=add_special_tokens)
         except Exception as row_err:
-            return TokenizationError(
-                f"{where[i]}: the tokenizer cannot encode this text ({root_cause(row_err)})"
-            )
+            word = _unencodable_word(tokenizer, text)
+            what = f"the word {word!r} is not in its vocabulary" if word else root_cause(row_err)
+            return TokenizationError(f"{where[i]}: the tokenizer cannot encode this text ({what})")
     return TokenizationError(f"{where[0]}: tokenising the batch failed ({root_cause(err)})")
+
+
+def _unencodable_word(tokenizer: Any, text: str) -> str | None:
+    """The first whitespace-separated word the tokenizer fails on (a word-level vocabulary
+    without an unknown token), or None when no single word fails."""
+    for word in text.split():
+        try:
+            tokenizer([word], add_special_tokens=False)
+        except Exception:
+            return word
+    return None
 
 
 def _render(tokenizer: Any, messages: list, generation_prompt: bool, where: str) -> str:
