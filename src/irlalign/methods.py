@@ -2,8 +2,10 @@
 and `run_child`, the one place that decides what a pipeline's sub-run inherits.
 
 Each `MethodSpec` names its config dataclass and its runner as "module:attribute" strings,
-imported on first use: reading the table (the CLI's `--help`, config validation) costs no torch
-import, and running one method imports only that method's code.
+imported on first use: reading the table (the CLI's `--help`) costs no torch import, and running
+one method imports only that method's code. `resolve` checks the config's keys and values
+(`training` against `TrainingArguments` or `LoopArgs`); `train` then checks the files the config
+names (`irlalign.preflight`) before anything loads.
 
 Three kinds of runner:
 - `trainer`: a `transformers.Trainer` subclass, run by `irlalign.trainers.run`;
@@ -29,6 +31,7 @@ from irlalign.config import (
     RunConfig,
     build_section,
     coerce_numbers,
+    section_values,
 )
 
 RUNNER_KINDS = ("trainer", "loop", "pipeline")
@@ -122,10 +125,12 @@ def resolve(method_name: str, raw: dict[str, Any]) -> RunConfig:
     unknown = sorted(set(raw) - set(SECTIONS) - {"method_name"})
     if unknown:
         raise ValueError(f"unknown config section(s): {', '.join(unknown)}")
-    model_raw = dict(raw.get("model") or {})
+    model_raw = section_values(raw.get("model"), "model")
     ref_path = model_raw.pop("reference_path", None)
+    if ref_path is not None and not isinstance(ref_path, str):
+        raise ValueError(f"model.reference_path: expected a string, got {ref_path!r}")
     model = build_section(ModelOptions, model_raw, "model")
-    training = dict(raw.get("training") or {})
+    training = section_values(raw.get("training"), "training")
     if "output_dir" not in training:
         raise ValueError("training.output_dir (the run folder) is required")
     reference = dataclasses.replace(model, path=ref_path, lora=None) if ref_path else None
@@ -133,6 +138,10 @@ def resolve(method_name: str, raw: dict[str, Any]) -> RunConfig:
         from irlalign.loops.setup import LoopArgs
 
         build_section(LoopArgs, training, "training")
+    else:
+        from irlalign.trainers.arguments import check_training
+
+        check_training(training)
     return RunConfig(
         method_name=method_name,
         model=model,
@@ -146,7 +155,10 @@ def resolve(method_name: str, raw: dict[str, Any]) -> RunConfig:
 
 def train(cfg: RunConfig) -> dict[str, Any]:
     """Run one resolved config end to end; returns what its `eval.json` holds."""
+    from irlalign.preflight import check_inputs
+
     spec = spec_of(cfg.method_name)
+    check_inputs(cfg, spec.runner_kind)
     if spec.runner_kind == "loop":
         return spec.runner_object()(cfg)
     if spec.runner_kind == "pipeline":
