@@ -1,0 +1,115 @@
+"""Checks of a resolved config against the files it names, run by `irlalign.methods.train`
+before anything is loaded or written, each error naming the config key.
+
+- `model.path`, `model.reference_path` and an RL method's `reward_model` are local model folders
+  holding a readable `config.json`, or `hub:<org>/<name>`; `data.train` and `data.eval` exist
+  locally or are `hub:<org>/<name>` (`irlalign.paths`);
+- `eval.synthetic_task` is a task folder (`task.json`), so that a typo is not found only after
+  training;
+- `data.max_length` fits the model's positions (`max_position_embeddings` and its synonyms), for
+  the runs that tokenise with it (not the online loops, which read prompts only);
+- a reference model has the policy's vocabulary size.
+
+Hub models are not inspected here: their config is read when they load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from irlalign.config import RunConfig
+from irlalign.paths import hub_id, local_path, missing_message
+
+GAIL_PREFIX = "gail:"  # `reward_model: gail:<folder>`, a discriminator used as a reward
+
+
+def check_inputs(cfg: RunConfig, runner_kind: str) -> None:
+    models = [("model.path", cfg.model.path)]
+    if cfg.reference is not None:
+        models.append(("model.reference_path", cfg.reference.path))
+    reward = _reward_folder(cfg.method_config)
+    if reward is not None:
+        models.append(("method.reward_model", reward))
+    configs = {key: _model_config(path, key) for key, path in models}
+    _check_data(cfg.data.train, "data.train")
+    if cfg.data.eval:
+        _check_data(cfg.data.eval, "data.eval")
+    if cfg.eval.synthetic_task:
+        _check_task(cfg.eval.synthetic_task)
+    if runner_kind != "loop":
+        _check_max_length(cfg.data.max_length, configs["model.path"], cfg.model.path)
+    if "model.reference_path" in configs:
+        _check_same_vocabulary(configs["model.path"], configs["model.reference_path"])
+
+
+def _with_key(key: str, err: Exception) -> Exception:
+    return type(err)(f"{key}: {err}")
+
+
+def _model_config(path: str, key: str) -> dict[str, Any] | None:
+    """The config.json of a local model folder (None for a Hub model), errors naming `key`."""
+    from irlalign.modeling.load import read_model_config
+
+    try:
+        if hub_id(path) is not None:
+            return None
+        return read_model_config(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise _with_key(key, err) from None
+
+
+def _reward_folder(method_config: Any) -> str | None:
+    """The model folder an RL method's `reward_model` names (None for `gold`, the task's r*)."""
+    from irlalign.loops.setup import GOLD, RLConfig
+
+    if not isinstance(method_config, RLConfig) or method_config.reward_model == GOLD:
+        return None
+    return method_config.reward_model.removeprefix(GAIL_PREFIX)
+
+
+def _check_data(spec: str, key: str) -> None:
+    try:
+        if hub_id(spec) is not None:
+            return
+    except ValueError as err:
+        raise _with_key(key, err) from None
+    if not local_path(spec).exists():
+        raise FileNotFoundError(f"{key}: {missing_message(spec, 'file or folder')}")
+
+
+def _check_task(task: str) -> None:
+    folder = local_path(task)
+    if not folder.exists():
+        raise FileNotFoundError(f"eval.synthetic_task: {missing_message(task, 'task folder')}")
+    if not (folder / "task.json").is_file():
+        raise FileNotFoundError(
+            f"eval.synthetic_task: {task}: not a synthetic task folder (no task.json); "
+            f"`irlalign synthetic build --out {task}` builds one"
+        )
+
+
+def _check_max_length(max_length: int | None, config: dict[str, Any] | None, path: str) -> None:
+    from irlalign.modeling.load import POSITION_KEYS, text_setting
+
+    if max_length is None or config is None:
+        return
+    positions = text_setting(config, POSITION_KEYS)
+    if positions is not None and max_length > positions:
+        raise ValueError(
+            f"data.max_length: {max_length} tokens is more than the {positions} positions of "
+            f"the model ({Path(path) / 'config.json'}); set data.max_length <= {positions}"
+        )
+
+
+def _check_same_vocabulary(policy: dict[str, Any] | None, reference: dict[str, Any] | None):
+    from irlalign.modeling.load import text_setting
+
+    if policy is None or reference is None:
+        return
+    mine, theirs = (text_setting(c, ("vocab_size",)) for c in (policy, reference))
+    if None not in (mine, theirs) and mine != theirs:
+        raise ValueError(
+            f"model.reference_path: the reference has a vocabulary of {theirs} tokens, the "
+            f"policy (model.path) one of {mine}; the KL penalty needs the same tokenizer"
+        )
