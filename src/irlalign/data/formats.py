@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 Kind = Literal["prompt_completion", "preference", "messages"]
 ROLES = ("system", "user", "assistant", "tool")
+# Turns that must hold visible text: what the user asks and what the model is trained to say.
+SPOKEN = ("user", "assistant")
 # The fields holding text (or message lists) per kind; everything else in a row is passed through.
 TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "prompt_completion": ("prompt", "completion"),
@@ -66,15 +68,23 @@ class Problem:
 
 
 class DataValidationError(ValueError):
-    """Bad training data; the message names source, row and field of the first problems."""
+    """Bad training data: one line naming source, row and field of the first problem, and how
+    many more were found in which rows (all of them are in `problems`)."""
 
     def __init__(self, source: str, problems: Sequence[Problem], truncated: bool = False):
         self.source = source
         self.problems = list(problems)
-        lines = [p.render(source) for p in self.problems]
-        if truncated:
-            lines.append(f"{source}: (stopped after the first {len(self.problems)} problems)")
-        super().__init__("\n".join(lines))
+        super().__init__(self.problems[0].render(source) + _more(self.problems[1:], truncated))
+
+
+def _more(rest: Sequence[Problem], truncated: bool) -> str:
+    """` (and 2 more problems in rows 3, 7)`; empty when there are none."""
+    if not rest:
+        return ""
+    rows = sorted({p.row for p in rest if p.row is not None})
+    where = f" in row{'s' if len(rows) > 1 else ''} {', '.join(map(str, rows))}" if rows else ""
+    stop = "; checking stopped there" if truncated else ""
+    return f" (and {len(rest)} more problem{'s' if len(rest) > 1 else ''}{where}{stop})"
 
 
 def detect_format(
@@ -139,7 +149,7 @@ def _check_messages(value: Any, field_name: str, end_with_assistant: bool) -> li
             problems.append(Problem(None, f"{where}.role", f"expected one of {ROLES}, got {got}"))
         if "content" not in msg:
             problems.append(Problem(None, f"{where}.content", "missing"))
-        elif (err := _check_string(msg["content"], msg.get("role") == "assistant")) is not None:
+        elif (err := _check_string(msg["content"], msg.get("role") in SPOKEN)) is not None:
             problems.append(Problem(None, f"{where}.content", err))
     last = value[-1]
     if end_with_assistant and isinstance(last, Mapping) and last.get("role") != "assistant":

@@ -85,8 +85,10 @@ def _utf8_lines(path: Path, spec: str) -> Iterator[tuple[int, str]]:
     """(1-based line number, text) of every line, failing on the first one that is not UTF-8."""
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, start=1):
+            # A byte-order mark (Windows editors write one) is not part of the first line.
+            codec = "utf-8-sig" if lineno == 1 else "utf-8"
             try:
-                yield lineno, raw.decode("utf-8")
+                yield lineno, raw.decode(codec)
             except UnicodeDecodeError as err:
                 raise DataFileError(
                     f"{spec}: line {lineno}: not UTF-8 text (byte 0x{raw[err.start]:02x} at "
@@ -113,7 +115,7 @@ def _scan_jsonl(path: Path, spec: str) -> None:
         try:
             value = json.loads(text)
         except json.JSONDecodeError as err:
-            hint = _cut_hint(lineno == last)
+            hint = _cut_hint(lineno == last and not text.rstrip().endswith("}"))
             raise DataFileError(f"{where}: not valid JSON ({_json_problem(err)}){hint}") from None
         if not isinstance(value, dict):
             raise DataFileError(f"{where}: expected a JSON object, got {_json_type(value)}")
@@ -233,12 +235,12 @@ def _explain_failure(path: Path, spec: str, err: Exception) -> DataFileError:
 
 def _python_rows(path: Path, spec: str) -> list[dict[str, Any]]:
     """The rows of a .json/.jsonl file read with the json module (a located error if bad)."""
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
         if err.msg != "Extra data":
-            cut = err.pos >= len(text.rstrip())
+            cut = not text.rstrip().endswith(("]", "}"))  # how every complete document ends
             raise DataFileError(
                 f"{spec}: line {err.lineno}: not valid JSON ({_json_problem(err)}){_cut_hint(cut)}"
             ) from None
