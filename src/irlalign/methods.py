@@ -142,15 +142,36 @@ def resolve(method_name: str, raw: dict[str, Any]) -> RunConfig:
         from irlalign.trainers.arguments import check_training
 
         check_training(training)
+    method_config = build_section(spec.config_class(), raw.get("method"), "method")
+    if spec.runner_kind == "pipeline":
+        check_phase_training(method_config)
     return RunConfig(
         method_name=method_name,
         model=model,
         data=build_section(DataOptions, raw.get("data"), "data"),
-        method_config=build_section(spec.config_class(), raw.get("method"), "method"),
+        method_config=method_config,
         training=training,
         eval=build_section(EvalOptions, raw.get("eval"), "eval"),
         reference=reference,
     )
+
+
+def check_phase_training(method_config: Any) -> None:
+    """A pipeline's `*_training` sections, checked now rather than when their phase starts
+    (after the phases before it have trained): `rl_training` as `LoopArgs`, the others as a
+    `Trainer` method's `training`."""
+    from irlalign.loops.setup import LoopArgs
+    from irlalign.trainers.arguments import check_training
+
+    for f in dataclasses.fields(method_config):
+        value = getattr(method_config, f.name)
+        if not f.name.endswith("_training") or not isinstance(value, dict):
+            continue
+        section = f"method.{f.name}"
+        if f.name == "rl_training":  # the phase adds its own output_dir
+            build_section(LoopArgs, {"output_dir": "phase", **value}, section)
+        else:
+            check_training(value, section)
 
 
 def train(cfg: RunConfig) -> dict[str, Any]:

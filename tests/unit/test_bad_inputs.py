@@ -737,6 +737,10 @@ CONFIG_CASES = [
     ("rloo", {"method": LOOP_METHOD, "training": {"max_steps": "x"}}, error("training.max_steps")),
     ("rloo", {"method": {**LOOP_METHOD, "k": 1.5}}, error("method.k", "an integer")),
     ("rloo", {"method": LOOP_METHOD, "training": {"max_steps": 0}}, error("max_steps")),
+    ("afd", {"method": {"rm_training": {"lerning_rate": 1}}}, error("'method.rm_training'")),
+    ("afd", {"method": {"sft_training": {"max_steps": -2}}}, error("method.sft_training.max")),
+    ("frft", {"method": {"rl_training": {"max_steps": 0}}}, error("method.rl_training")),
+    ("adversarial", {"method": {"rm_training": {"save_steps": 10}}}, ACCEPT),
 ]
 
 

@@ -50,35 +50,36 @@ def trainer_fields() -> set[str]:
     return {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
 
 
-def check_training(training: dict[str, Any]) -> None:
-    """Keys, types and step counts of a `Trainer` method's `training` section."""
+def check_training(training: dict[str, Any], section: str = "training") -> None:
+    """Keys, types and step counts of a `Trainer` method's `training` section (`section`: its
+    name in messages, e.g. `method.rm_training` for a pipeline phase's)."""
     from transformers import TrainingArguments
 
-    check_keys(trainer_fields() | set(LIBRARY_KEYS), training, "training")
+    check_keys(trainer_fields() | set(LIBRARY_KEYS), training, section)
     own = {k: v for k, v in training.items() if k in LIBRARY_KEYS}
-    check_types(LibraryKeys, own, "training")
+    check_types(LibraryKeys, own, section)
     passed_on = {k: v for k, v in training.items() if k not in LIBRARY_KEYS}
-    check_types(TrainingArguments, passed_on, "training")
-    check_max_steps(training)
-    check_signs(training)
+    check_types(TrainingArguments, passed_on, section)
+    check_max_steps(training, section)
+    check_signs(training, section)
 
 
-def check_max_steps(training: dict[str, Any]) -> None:
+def check_max_steps(training: dict[str, Any], section: str = "training") -> None:
     steps = training.get("max_steps", -1)
     if steps == -1 or steps > 0:
         return
     raise ValueError(
-        f"training.max_steps: expected a positive number of steps, or -1 to train for "
+        f"{section}.max_steps: expected a positive number of steps, or -1 to train for "
         f"num_train_epochs epochs, got {steps}"
     )
 
 
-def check_signs(training: dict[str, Any]) -> None:
+def check_signs(training: dict[str, Any], section: str = "training") -> None:
     for key in POSITIVE:
         value = training.get(key)
         if value is not None and value <= 0:
-            raise ValueError(f"training.{key}: expected a number > 0, got {value}")
+            raise ValueError(f"{section}.{key}: expected a number > 0, got {value}")
     for key in NON_NEGATIVE:
         value = training.get(key)
         if value is not None and value < 0:
-            raise ValueError(f"training.{key}: expected a number >= 0, got {value}")
+            raise ValueError(f"{section}.{key}: expected a number >= 0, got {value}")
