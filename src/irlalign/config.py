@@ -39,9 +39,9 @@ class LoraOptions:
 
 @dataclass
 class ModelOptions:
-    """How to load one model. `path` is a local folder or a Hub id."""
+    """How to load one model. `path` is a local folder or `hub:<org>/<name>`."""
 
-    path: str  # a local model folder or a Hub id
+    path: str  # a local model folder (with config.json), or `hub:<org>/<name>` for the Hub
     dtype: str = "float32"  # float32, bfloat16 or float16 weights
     device: str | None = None  # None: leave placement to accelerate / the trainer
     trust_remote_code: bool = False  # passed to `from_pretrained`; off unless you trust the repo
@@ -57,7 +57,7 @@ class ModelOptions:
 
 @dataclass
 class DataOptions:
-    train: str = ""  # .jsonl/.json/.csv/.parquet file, save_to_disk folder or Hub id
+    train: str = ""  # .jsonl/.json/.csv/.parquet file, save_to_disk folder or `hub:<org>/<name>`
     split: str = "train"  # the split of `train` to read
     eval: str | None = None  # held-out data in the same formats (None: no evaluation set)
     eval_split: str = "test"  # the split of `eval` to read
@@ -90,7 +90,7 @@ TOKENISATION_FIELDS = (
 
 @dataclass
 class EvalOptions:
-    synthetic_task: str | None = None  # task folder: evaluate the final model on it
+    synthetic_task: str | None = None  # task folder (task.json): evaluate the final model on it
     samples: int = 4  # responses per held-out prompt
     seed: int = 0  # sampling seed of the evaluation (independent of training's)
 
@@ -104,6 +104,9 @@ class RunConfig:
     training: dict[str, Any]
     eval: EvalOptions = field(default_factory=EvalOptions)
     reference: ModelOptions | None = None
+    # `section.key`s the config left at their defaults, which the file checks may fit to the
+    # model (`data.max_length` to its positions); a value the user wrote is never changed.
+    defaulted: frozenset[str] = frozenset()
 
     @property
     def run_dir(self) -> Path:

@@ -145,14 +145,16 @@ def resolve(method_name: str, raw: dict[str, Any]) -> RunConfig:
     method_config = build_section(spec.config_class(), raw.get("method"), "method")
     if spec.runner_kind == "pipeline":
         check_phase_training(method_config)
+    data = section_values(raw.get("data"), "data")
     return RunConfig(
         method_name=method_name,
         model=model,
-        data=build_section(DataOptions, raw.get("data"), "data"),
+        data=build_section(DataOptions, data, "data"),
         method_config=method_config,
         training=training,
         eval=build_section(EvalOptions, raw.get("eval"), "eval"),
         reference=reference,
+        defaulted=frozenset() if "max_length" in data else frozenset({"data.max_length"}),
     )
 
 

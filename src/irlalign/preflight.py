@@ -7,7 +7,8 @@ before anything is loaded or written, each error naming the config key.
 - `eval.synthetic_task` is a task folder (`task.json`), so that a typo is not found only after
   training;
 - `data.max_length` fits the model's positions (`max_position_embeddings` and its synonyms), for
-  the runs that tokenise with it (not the online loops, which read prompts only);
+  the runs that tokenise with it (not the online loops, which read prompts only): a value the
+  config gives is an error when it does not fit, the default (512) is lowered to the positions;
 - a reference model has the policy's vocabulary size.
 
 Hub models are not inspected here: their config is read when they load.
@@ -38,7 +39,7 @@ def check_inputs(cfg: RunConfig, runner_kind: str) -> None:
     if cfg.eval.synthetic_task:
         _check_task(cfg.eval.synthetic_task)
     if runner_kind != "loop":
-        _check_max_length(cfg.data.max_length, configs["model.path"], cfg.model.path)
+        _fit_max_length(cfg, configs["model.path"])
     if "model.reference_path" in configs:
         _check_same_vocabulary(configs["model.path"], configs["model.reference_path"])
 
@@ -89,17 +90,23 @@ def _check_task(task: str) -> None:
         )
 
 
-def _check_max_length(max_length: int | None, config: dict[str, Any] | None, path: str) -> None:
+def _fit_max_length(cfg: RunConfig, config: dict[str, Any] | None) -> None:
+    """Rows longer than the model's positions fail at the first forward pass: refuse such a
+    `data.max_length`, or lower the default one (which the user never chose) to fit."""
     from irlalign.modeling.load import POSITION_KEYS, text_setting
 
-    if max_length is None or config is None:
+    max_length = cfg.data.max_length
+    positions = None if config is None else text_setting(config, POSITION_KEYS)
+    if max_length is None or positions is None or max_length <= positions:
         return
-    positions = text_setting(config, POSITION_KEYS)
-    if positions is not None and max_length > positions:
-        raise ValueError(
-            f"data.max_length: {max_length} tokens is more than the {positions} positions of "
-            f"the model ({Path(path) / 'config.json'}); set data.max_length <= {positions}"
-        )
+    if "data.max_length" in cfg.defaulted:
+        cfg.data.max_length = positions
+        print(f"data.max_length: the default {max_length} lowered to the model's {positions}")
+        return
+    raise ValueError(
+        f"data.max_length: {max_length} tokens is more than the {positions} positions of "
+        f"the model ({Path(cfg.model.path) / 'config.json'}); set data.max_length <= {positions}"
+    )
 
 
 def _check_same_vocabulary(policy: dict[str, Any] | None, reference: dict[str, Any] | None):

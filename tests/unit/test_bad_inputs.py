@@ -575,6 +575,10 @@ def _good_model(model_dir, tmp):
     return _load_tok(model_dir), _load_model(model_dir)
 
 
+def _default_max_length(raw, model_dir, tmp):
+    del raw["data"]["max_length"]  # the default, 512, exceeds the tiny model's 64 positions
+
+
 def _empty_folder(model_dir, tmp):
     (tmp / "notask").mkdir()
     return str(tmp / "notask")
@@ -627,6 +631,10 @@ MODEL_CASES = {
     "max_length beyond the model's positions": (
         _preflight("sft", _set("data", "max_length", lambda d, t: 100)),
         error("data.max_length", "64 positions"),
+    ),
+    "the default max_length is lowered to the positions": (
+        _preflight("sft", _default_max_length),
+        ACCEPT,
     ),
     "an online loop reads no max_length": (
         _preflight("rloo", _set("data", "max_length", lambda d, t: 512)),
