@@ -5,7 +5,7 @@ before anything is loaded or written, each error naming the config key.
   holding a readable `config.json`, or `hub:<org>/<name>`; `data.train` and `data.eval` exist
   locally or are `hub:<org>/<name>` (`irlalign.paths`);
 - `eval.synthetic_task` is a task folder (`task.json`), so that a typo is not found only after
-  training;
+  training, and is given when an RL method's reward is `gold` (the task's r*);
 - `data.max_length` fits the model's positions (`max_position_embeddings` and its synonyms), for
   the runs that tokenise with it (not the online loops, which read prompts only): a value the
   config gives is an error when it does not fit, the default (512) is lowered to the positions;
@@ -38,6 +38,8 @@ def check_inputs(cfg: RunConfig, runner_kind: str) -> None:
         _check_data(cfg.data.eval, "data.eval")
     if cfg.eval.synthetic_task:
         _check_task(cfg.eval.synthetic_task)
+    elif _needs_task(cfg.method_config):
+        raise ValueError("method.reward_model: 'gold' is the reward of eval.synthetic_task; set it")
     if runner_kind != "loop":
         _fit_max_length(cfg, configs["model.path"])
     if "model.reference_path" in configs:
@@ -67,6 +69,12 @@ def _reward_folder(method_config: Any) -> str | None:
     if not isinstance(method_config, RLConfig) or method_config.reward_model == GOLD:
         return None
     return method_config.reward_model.removeprefix(GAIL_PREFIX)
+
+
+def _needs_task(method_config: Any) -> bool:
+    from irlalign.loops.setup import GOLD, RLConfig
+
+    return isinstance(method_config, RLConfig) and method_config.reward_model == GOLD
 
 
 def _check_data(spec: str, key: str) -> None:

@@ -579,6 +579,11 @@ def _default_max_length(raw, model_dir, tmp):
     del raw["data"]["max_length"]  # the default, 512, exceeds the tiny model's 64 positions
 
 
+def _rl_with_reward_folder(raw, model_dir, tmp):
+    raw["data"]["max_length"] = 512  # beyond the model's 64 positions, but never used
+    raw["method"]["reward_model"] = str(model_dir)
+
+
 def _empty_folder(model_dir, tmp):
     (tmp / "notask").mkdir()
     return str(tmp / "notask")
@@ -637,8 +642,12 @@ MODEL_CASES = {
         ACCEPT,
     ),
     "an online loop reads no max_length": (
-        _preflight("rloo", _set("data", "max_length", lambda d, t: 512)),
+        _preflight("rloo", _rl_with_reward_folder),
         ACCEPT,
+    ),
+    "gold reward without a synthetic task": (
+        _preflight("ppo", lambda raw, d, t: None),
+        error("method.reward_model", "eval.synthetic_task"),
     ),
     "reference with another vocabulary": (
         _preflight(
