@@ -36,6 +36,13 @@ Every method's `training` section also takes `skip_nonfinite_steps` (default 0):
 gradient norm is NaN or infinite stops the run with an error before the weights change, unless
 up to this many such steps may be skipped. `Trainer` methods log a NaN loss as NaN
 (`logging_nan_inf_filter` defaults to false).
+
+A `Trainer` method's `training` keys are checked when the config resolves: each must be a
+`TrainingArguments` field or one of the library's own (`skip_nonfinite_steps`,
+`resume_from_checkpoint`, `overwrite_output_dir`), with a value of the field's type.
+`max_steps` is a positive number of steps, or -1 (transformers' default) to train for
+`num_train_epochs` epochs; `save_steps`, `logging_steps`, `eval_steps`, `num_train_epochs`, the
+batch sizes and `gradient_accumulation_steps` must be > 0.
 """
 
 

@@ -3,14 +3,20 @@
 A config has `model` (`ModelOptions`), `data` (`DataOptions`), `method`
 (the method's own dataclass), `training` (`transformers.TrainingArguments` keywords, or
 `LoopArgs` for the online loops and pipelines) and `eval` (`EvalOptions`). Unknown keys are
-errors. This module imports neither torch nor transformers, so building and checking a config
-is cheap; `irlalign.methods.resolve` turns a raw mapping into a `RunConfig`.
+errors, and so are values of the wrong simple type (a string where a field is an int, a float, a
+bool or a list, an unknown enum value), named `section.key`. This module imports neither torch
+nor transformers, so building and checking a config is cheap; `irlalign.methods.resolve` turns a
+raw mapping into a `RunConfig`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
+import functools
 import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,9 +39,9 @@ class LoraOptions:
 
 @dataclass
 class ModelOptions:
-    """How to load one model. `path` is a local folder or a Hub id."""
+    """How to load one model. `path` is a local folder or `hub:<org>/<name>`."""
 
-    path: str  # a local model folder or a Hub id
+    path: str  # a local model folder (with config.json), or `hub:<org>/<name>` for the Hub
     dtype: str = "float32"  # float32, bfloat16 or float16 weights
     device: str | None = None  # None: leave placement to accelerate / the trainer
     trust_remote_code: bool = False  # passed to `from_pretrained`; off unless you trust the repo
@@ -46,12 +52,12 @@ class ModelOptions:
         if self.dtype not in DTYPE_NAMES:
             raise ValueError(f"dtype must be one of {sorted(DTYPE_NAMES)}, got {self.dtype!r}")
         if isinstance(self.lora, dict):
-            self.lora = LoraOptions(**self.lora)
+            self.lora = build_section(LoraOptions, self.lora, "model.lora")
 
 
 @dataclass
 class DataOptions:
-    train: str = ""  # .jsonl/.json/.csv/.parquet file, save_to_disk folder or Hub id
+    train: str = ""  # .jsonl/.json/.csv/.parquet file, save_to_disk folder or `hub:<org>/<name>`
     split: str = "train"  # the split of `train` to read
     eval: str | None = None  # held-out data in the same formats (None: no evaluation set)
     eval_split: str = "test"  # the split of `eval` to read
@@ -84,7 +90,7 @@ TOKENISATION_FIELDS = (
 
 @dataclass
 class EvalOptions:
-    synthetic_task: str | None = None  # task folder: evaluate the final model on it
+    synthetic_task: str | None = None  # task folder (task.json): evaluate the final model on it
     samples: int = 4  # responses per held-out prompt
     seed: int = 0  # sampling seed of the evaluation (independent of training's)
 
@@ -98,6 +104,9 @@ class RunConfig:
     training: dict[str, Any]
     eval: EvalOptions = field(default_factory=EvalOptions)
     reference: ModelOptions | None = None
+    # `section.key`s the config left at their defaults, which the file checks may fit to the
+    # model (`data.max_length` to its positions); a value the user wrote is never changed.
+    defaulted: frozenset[str] = frozenset()
 
     @property
     def run_dir(self) -> Path:
@@ -122,14 +131,130 @@ class RunConfig:
         }
 
 
+def section_values(values: Any, section: str) -> dict[str, Any]:
+    """A section's raw mapping (None: empty); anything else is an error naming the section."""
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        got = type(values).__name__
+        raise ValueError(f"section '{section}' must be a mapping of keys, got {got}: {values!r}")
+    return dict(values)
+
+
+def check_keys(names: set[str], values: dict[str, Any], section: str) -> None:
+    """Unknown keys are errors; a near miss is named, since most are typos."""
+    import difflib
+
+    unknown = sorted(str(k) for k in set(values) - names)
+    if not unknown:
+        return
+    shown = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, sorted(names), n=1)
+        shown.append(f"{key} (did you mean {close[0]}?)" if close else key)
+    raise ValueError(f"unknown key(s) in section '{section}': {', '.join(shown)}")
+
+
 def build_section(cls: type, values: dict[str, Any] | None, section: str):
-    """``cls(**values)`` with unknown keys reported by name and section."""
-    values = dict(values or {})
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"unknown key(s) in section '{section}': {', '.join(unknown)}")
-    return cls(**values)
+    """``cls(**values)`` with unknown keys, missing required keys, values of the wrong type and
+    the class's own checks all reported by section and key."""
+    values = section_values(values, section)
+    fields = dataclasses.fields(cls)
+    check_keys({f.name for f in fields}, values, section)
+    for f in fields:
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and f.name not in values:
+            raise ValueError(f"{section}.{f.name} is required")
+    check_types(cls, values, section)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as err:
+        if section in str(err):  # already names its section (or a nested one)
+            raise
+        raise ValueError(f"{section}: {err}") from err
+
+
+@functools.cache
+def field_types(cls: type) -> dict[str, Any]:
+    """The evaluated annotations of a dataclass (empty when one cannot be evaluated)."""
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # a forward reference that does not resolve: check no types for cls
+        return {}
+
+
+def check_types(cls: type, values: dict[str, Any], section: str) -> None:
+    """Every value against its field's annotation, for the simple types YAML gives."""
+    hints = field_types(cls)
+    for key, value in values.items():
+        expected = hints.get(key)
+        if expected is not None and not value_matches(value, expected):
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+            raise ValueError(f"{section}.{key}: expected {describe_type(expected)}, got {shown}")
+
+
+def _members(annotation: Any) -> tuple[Any, ...]:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+def _enum_values(annotation: Any) -> list[str] | None:
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return [str(e.value) for e in annotation]
+    return None
+
+
+# The YAML scalar and container types a field may hold, and how each is described.
+_SIMPLE: dict[Any, tuple[Any, str]] = {
+    type(None): (lambda v: v is None, "null"),
+    bool: (lambda v: isinstance(v, bool), "true or false"),
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    float: (lambda v: isinstance(v, int | float) and not isinstance(v, bool), "a number"),
+    str: (lambda v: isinstance(v, str), "a string"),
+    list: (lambda v: isinstance(v, list | tuple), "a list"),
+    tuple: (lambda v: isinstance(v, list | tuple), "a list"),
+    dict: (lambda v: isinstance(v, dict), "a mapping"),
+}
+
+
+def _simple(member: Any) -> tuple[Any, str] | None:
+    return _SIMPLE.get(typing.get_origin(member) or member)
+
+
+def value_matches(value: Any, annotation: Any) -> bool:
+    """True unless `value` is certainly not of `annotation` (unknown types always match)."""
+    members = _members(annotation)
+    choices = [v for m in members for v in (_enum_values(m) or [])]
+    if choices and isinstance(value, str):
+        return value in choices  # `SchedulerType | str` still takes only the enum's names
+    for member in members:
+        if typing.get_origin(member) is typing.Literal:
+            if value in typing.get_args(member):
+                return True
+            continue
+        simple = _simple(member)
+        if simple is None and _enum_values(member) is None:
+            return True
+        if simple is not None and simple[0](value):
+            return True
+    return False
+
+
+def describe_type(annotation: Any) -> str:
+    words = []
+    members = _members(annotation)
+    has_enum = any(_enum_values(m) is not None for m in members)
+    for member in members:
+        if (choices := _enum_values(member)) is not None:
+            words.append(f"one of {', '.join(choices)}")
+        elif has_enum and member is str:
+            continue  # the enum's names are the strings it takes
+        elif typing.get_origin(member) is typing.Literal:
+            words.extend(repr(a) for a in typing.get_args(member))
+        elif (simple := _simple(member)) is not None:
+            words.append(simple[1])
+    return " or ".join(dict.fromkeys(words)) or "another type"
 
 
 # YAML 1.1 (PyYAML) reads `1e-4` as a string; only `1.0e-4` is a float. Users write both.

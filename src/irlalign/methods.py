@@ -2,8 +2,10 @@
 and `run_child`, the one place that decides what a pipeline's sub-run inherits.
 
 Each `MethodSpec` names its config dataclass and its runner as "module:attribute" strings,
-imported on first use: reading the table (the CLI's `--help`, config validation) costs no torch
-import, and running one method imports only that method's code.
+imported on first use: reading the table (the CLI's `--help`) costs no torch import, and running
+one method imports only that method's code. `resolve` checks the config's keys and values
+(`training` against `TrainingArguments` or `LoopArgs`); `train` then checks the files the config
+names (`irlalign.preflight`) before anything loads.
 
 Three kinds of runner:
 - `trainer`: a `transformers.Trainer` subclass, run by `irlalign.trainers.run`;
@@ -29,6 +31,7 @@ from irlalign.config import (
     RunConfig,
     build_section,
     coerce_numbers,
+    section_values,
 )
 
 RUNNER_KINDS = ("trainer", "loop", "pipeline")
@@ -122,10 +125,12 @@ def resolve(method_name: str, raw: dict[str, Any]) -> RunConfig:
     unknown = sorted(set(raw) - set(SECTIONS) - {"method_name"})
     if unknown:
         raise ValueError(f"unknown config section(s): {', '.join(unknown)}")
-    model_raw = dict(raw.get("model") or {})
+    model_raw = section_values(raw.get("model"), "model")
     ref_path = model_raw.pop("reference_path", None)
+    if ref_path is not None and not isinstance(ref_path, str):
+        raise ValueError(f"model.reference_path: expected a string, got {ref_path!r}")
     model = build_section(ModelOptions, model_raw, "model")
-    training = dict(raw.get("training") or {})
+    training = section_values(raw.get("training"), "training")
     if "output_dir" not in training:
         raise ValueError("training.output_dir (the run folder) is required")
     reference = dataclasses.replace(model, path=ref_path, lora=None) if ref_path else None
@@ -133,20 +138,50 @@ def resolve(method_name: str, raw: dict[str, Any]) -> RunConfig:
         from irlalign.loops.setup import LoopArgs
 
         build_section(LoopArgs, training, "training")
+    else:
+        from irlalign.trainers.arguments import check_training
+
+        check_training(training)
+    method_config = build_section(spec.config_class(), raw.get("method"), "method")
+    if spec.runner_kind == "pipeline":
+        check_phase_training(method_config)
+    data = section_values(raw.get("data"), "data")
     return RunConfig(
         method_name=method_name,
         model=model,
-        data=build_section(DataOptions, raw.get("data"), "data"),
-        method_config=build_section(spec.config_class(), raw.get("method"), "method"),
+        data=build_section(DataOptions, data, "data"),
+        method_config=method_config,
         training=training,
         eval=build_section(EvalOptions, raw.get("eval"), "eval"),
         reference=reference,
+        defaulted=frozenset() if "max_length" in data else frozenset({"data.max_length"}),
     )
+
+
+def check_phase_training(method_config: Any) -> None:
+    """A pipeline's `*_training` sections, checked now rather than when their phase starts
+    (after the phases before it have trained): `rl_training` as `LoopArgs`, the others as a
+    `Trainer` method's `training`."""
+    from irlalign.loops.setup import LoopArgs
+    from irlalign.trainers.arguments import check_training
+
+    for f in dataclasses.fields(method_config):
+        value = getattr(method_config, f.name)
+        if not f.name.endswith("_training") or not isinstance(value, dict):
+            continue
+        section = f"method.{f.name}"
+        if f.name == "rl_training":  # the phase adds its own output_dir
+            build_section(LoopArgs, {"output_dir": "phase", **value}, section)
+        else:
+            check_training(value, section)
 
 
 def train(cfg: RunConfig) -> dict[str, Any]:
     """Run one resolved config end to end; returns what its `eval.json` holds."""
+    from irlalign.preflight import check_inputs
+
     spec = spec_of(cfg.method_name)
+    check_inputs(cfg, spec.runner_kind)
     if spec.runner_kind == "loop":
         return spec.runner_object()(cfg)
     if spec.runner_kind == "pipeline":

@@ -83,8 +83,10 @@ def _without(row: dict, key: str) -> dict:
 
 BAD = [
     (PC, _without(GOOD[PC], "completion"), "completion", "missing"),
-    (PC, {**GOOD[PC], "prompt": None}, "prompt", "expected a string, got None"),
-    (PC, {**GOOD[PC], "completion": "  "}, "completion", "got an empty one"),
+    (PC, {**GOOD[PC], "prompt": None}, "prompt", "expected a non-empty string, got None"),
+    (PC, {**GOOD[PC], "prompt": " \n"}, "prompt", "got only whitespace"),
+    (PC, {**GOOD[PC], "completion": ""}, "completion", "got an empty one"),
+    (PC, {**GOOD[PC], "completion": "  "}, "completion", "got only whitespace"),
     (PC, {**GOOD[PC], "completion": ["big"]}, "completion", "got list"),
     (PREF, {**GOOD[PREF], "rejected": ""}, "rejected", "non-empty string"),
     (PREF, {**GOOD[PREF], "rejected": "big <eos>"}, "rejected", "identical to 'chosen'"),
@@ -121,8 +123,10 @@ def test_collects_several_problems_then_stops():
     with pytest.raises(DataValidationError) as info:
         validate_rows(rows, PC, "src.jsonl", max_problems=5)
     assert [p.row for p in info.value.problems] == [0, 1, 2, 3, 4]
-    lines = str(info.value).splitlines()
-    assert len(lines) == 6 and "stopped after the first 5 problems" in lines[-1]
+    assert str(info.value) == (
+        "src.jsonl: row 0: field 'completion': expected a non-empty string, got int "
+        "(and 4 more problems in rows 1, 2, 3, 4; checking stopped there)"
+    )
 
 
 def test_reports_problems_from_all_rows_when_few():

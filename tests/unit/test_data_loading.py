@@ -58,7 +58,7 @@ def test_conversational_rows_survive_jsonl_and_disk(tmp_path):
 def test_dataset_dict_folder_picks_split(tmp_path):
     spec = _write(tmp_path, "disk_dict", ROWS)
     assert load_rows(spec, split="test").to_list() == ROWS[:1]
-    with pytest.raises(KeyError, match=r"no split 'validation'.*\['test', 'train'\]"):
+    with pytest.raises(ValueError, match=r"no split 'validation'.*\['test', 'train'\]"):
         load_rows(spec, split="validation")
 
 
@@ -85,5 +85,10 @@ def test_folder_not_saved_with_save_to_disk(tmp_path):
 
 def test_hub_id_offline_is_a_clear_file_not_found():
     # conftest sets HF_HUB_OFFLINE=1, so a Hub id that is not cached cannot load.
-    with pytest.raises(FileNotFoundError, match="irlalign-test/no-such-dataset: not a local"):
+    with pytest.raises(FileNotFoundError, match="hub:irlalign-test/no-such-dataset: loading it"):
+        load_rows("hub:irlalign-test/no-such-dataset")
+
+
+def test_a_plain_string_is_never_a_hub_id():
+    with pytest.raises(FileNotFoundError, match=r"no such file or folder.*written hub:"):
         load_rows("irlalign-test/no-such-dataset")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable
 
 from irlalign import __version__
@@ -35,6 +36,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_data_warnings() -> None:
+    """Data warnings as one `irlalign: warning:` line each, without Python's source excerpt
+    (call inside `warnings.catch_warnings()`, which restores the default)."""
+    from irlalign.data.formats import DataWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DataWarning):
+            print(f"irlalign: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -48,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
 
     hf_logging.disable_progress_bar()
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            _show_data_warnings()
+            return int(args.func(args) or 0)
     except (FileNotFoundError, ValueError) as err:
         print(f"irlalign: error: {err}", file=sys.stderr)
         return 2

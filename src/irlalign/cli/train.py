@@ -18,16 +18,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def read_config(path: str) -> dict:
+    """The YAML mapping in `path`; an unreadable file or invalid YAML is one located error."""
     import yaml
 
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: cannot read the config file ({err})") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({_yaml_problem(err)})") from None
+    if raw is None:
+        raise ValueError(f"{path}: the config file is empty")
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping of config sections, got {type(raw).__name__}")
+    return raw
+
+
+def _yaml_problem(err) -> str:
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
+
+
+def run(args: argparse.Namespace) -> int:
     from irlalign.config import apply_overrides
     from irlalign.methods import resolve, train
 
-    with open(args.config) as f:
-        raw = yaml.safe_load(f) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{args.config}: expected a mapping of config sections")
+    raw = read_config(args.config)
     try:
         cfg = resolve(args.method_name, apply_overrides(raw, args.overrides))
     except (TypeError, ValueError) as err:

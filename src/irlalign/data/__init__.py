@@ -1,8 +1,14 @@
 """The data layer: formats + validation, loading, tokenisation with completion masks, collators."""
 
 from irlalign.data.collate import CompletionCollator, PreferenceCollator, concat_preference_batch
-from irlalign.data.formats import DataFormat, DataValidationError, detect_format, validate_rows
-from irlalign.data.loading import load_rows
+from irlalign.data.formats import (
+    DataFormat,
+    DataValidationError,
+    DataWarning,
+    detect_format,
+    validate_rows,
+)
+from irlalign.data.loading import DataFileError, load_rows
 from irlalign.data.tokenize import (
     TokenizationError,
     Truncation,
@@ -13,8 +19,10 @@ from irlalign.data.tokenize import (
 
 __all__ = [
     "CompletionCollator",
+    "DataFileError",
     "DataFormat",
     "DataValidationError",
+    "DataWarning",
     "PreferenceCollator",
     "TokenizationError",
     "Truncation",

@@ -10,22 +10,34 @@ Prompt/completion and preference rows may also be conversational: their fields a
 lists instead of strings (`prompt=[{"role": "user", ...}]`, `completion=[{"role": "assistant",
 ...}]`), as TRL allows. Validation runs over every row and reports problems by source, row index
 (0-based, the index into the dataset) and field, because a bad row found mid-training costs a run.
+Every text field must hold visible text, the prompt included: an empty prompt leaves the first
+response token without context, and a sampler cannot generate from it. Rows that repeat an
+earlier row are allowed but counted in one `DataWarning`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Kind = Literal["prompt_completion", "preference", "messages"]
 ROLES = ("system", "user", "assistant", "tool")
+# Turns that must hold visible text: what the user asks and what the model is trained to say.
+SPOKEN = ("user", "assistant")
 # The fields holding text (or message lists) per kind; everything else in a row is passed through.
 TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "prompt_completion": ("prompt", "completion"),
     "preference": ("prompt", "chosen", "rejected"),
     "messages": ("messages",),
 }
+
+
+class DataWarning(UserWarning):
+    """Data that loads but looks wrong (a cut last line, repeated rows); training goes on."""
 
 
 @dataclass(frozen=True)
@@ -56,15 +68,23 @@ class Problem:
 
 
 class DataValidationError(ValueError):
-    """Bad training data; the message names source, row and field of the first problems."""
+    """Bad training data: one line naming source, row and field of the first problem, and how
+    many more were found in which rows (all of them are in `problems`)."""
 
     def __init__(self, source: str, problems: Sequence[Problem], truncated: bool = False):
         self.source = source
         self.problems = list(problems)
-        lines = [p.render(source) for p in self.problems]
-        if truncated:
-            lines.append(f"{source}: (stopped after the first {len(self.problems)} problems)")
-        super().__init__("\n".join(lines))
+        super().__init__(self.problems[0].render(source) + _more(self.problems[1:], truncated))
+
+
+def _more(rest: Sequence[Problem], truncated: bool) -> str:
+    """` (and 2 more problems in rows 3, 7)`; empty when there are none."""
+    if not rest:
+        return ""
+    rows = sorted({p.row for p in rest if p.row is not None})
+    where = f" in row{'s' if len(rows) > 1 else ''} {', '.join(map(str, rows))}" if rows else ""
+    stop = "; checking stopped there" if truncated else ""
+    return f" (and {len(rest)} more problem{'s' if len(rest) > 1 else ''}{where}{stop})"
 
 
 def detect_format(
@@ -103,12 +123,17 @@ def _check_string(value: Any, required: bool) -> str | None:
     if not isinstance(value, str):
         return f"expected a {'non-empty ' if required else ''}string, got {_type_name(value)}"
     if required and not value.strip():
-        return "expected a non-empty string, got an empty one"
+        got = "an empty one" if not value else f"only whitespace ({value!r})"
+        return f"expected a non-empty string, got {got}"
     return None
 
 
 def _check_messages(value: Any, field_name: str, end_with_assistant: bool) -> list[Problem]:
     """Problems of one message list, without the row index (filled in by the caller)."""
+    if isinstance(value, str):
+        # What a CSV cell (or a JSON-encoded string) gives: text, never a list.
+        msg = "expected a list of messages, got str; store conversations as .jsonl/.json/.parquet"
+        return [Problem(None, field_name, msg)]
     if not isinstance(value, list):
         return [Problem(None, field_name, f"expected a list of messages, got {_type_name(value)}")]
     if not value:
@@ -124,7 +149,7 @@ def _check_messages(value: Any, field_name: str, end_with_assistant: bool) -> li
             problems.append(Problem(None, f"{where}.role", f"expected one of {ROLES}, got {got}"))
         if "content" not in msg:
             problems.append(Problem(None, f"{where}.content", "missing"))
-        elif (err := _check_string(msg["content"], msg.get("role") == "assistant")) is not None:
+        elif (err := _check_string(msg["content"], msg.get("role") in SPOKEN)) is not None:
             problems.append(Problem(None, f"{where}.content", err))
     last = value[-1]
     if end_with_assistant and isinstance(last, Mapping) and last.get("role") != "assistant":
@@ -142,7 +167,7 @@ def _check_field(row: Mapping[str, Any], name: str, fmt: DataFormat) -> list[Pro
         # The prompt side of a conversation may end with any turn; the trained side must end
         # with the assistant's.
         return _check_messages(value, name, end_with_assistant=name != "prompt")
-    err = _check_string(value, required=name != "prompt")
+    err = _check_string(value, required=True)
     return [] if err is None else [Problem(None, name, err)]
 
 
@@ -194,5 +219,43 @@ def check_dataset(dataset: Any, source: str, max_problems: int = 5) -> Validated
         raise DataValidationError(source, [Problem(None, None, "the dataset has no rows")])
     fmt = detect_format(columns, dataset[0], source)
     n = validate_rows(dataset, fmt, source, max_problems)
+    warn_duplicates(dataset, fmt, source)
     extra = [c for c in columns if c not in fmt.fields]
     return ValidatedFormat(fmt, n, extra)
+
+
+def _row_keys(dataset: Any, names: tuple[str, ...]) -> Iterable[bytes]:
+    """A digest of each row's text fields (digests: a copy of every text would double memory)."""
+    if isinstance(dataset, list):
+        columns = [[row.get(n) for row in dataset] for n in names]
+    else:
+        columns = [dataset[n] for n in names]  # columnar reads are far faster than row reads
+    for values in zip(*columns, strict=True):
+        text = json.dumps(list(values), sort_keys=True, default=str)
+        yield hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+def duplicate_rows(dataset: Any, fmt: DataFormat) -> tuple[int, tuple[int, int] | None]:
+    """How many rows repeat an earlier row's text fields, and the first (earlier, later) pair."""
+    seen: dict[bytes, int] = {}
+    repeats, first = 0, None
+    for i, key in enumerate(_row_keys(dataset, fmt.fields)):
+        if key in seen:
+            repeats += 1
+            first = first or (seen[key], i)
+        else:
+            seen[key] = i
+    return repeats, first
+
+
+def warn_duplicates(dataset: Any, fmt: DataFormat, source: str) -> int:
+    """Warn once when rows repeat; duplicates are legal but weigh their example more."""
+    repeats, first = duplicate_rows(dataset, fmt)
+    if repeats:
+        warnings.warn(
+            f"{source}: {repeats} of {len(dataset)} rows repeat an earlier row (first: row "
+            f"{first[1]} repeats row {first[0]}); a repeated example counts more in training",
+            DataWarning,
+            stacklevel=3,
+        )
+    return repeats

@@ -1,13 +1,27 @@
-"""Load a dataset from one string: a local file, a `save_to_disk` folder, or a Hub id.
+"""Load a dataset from one string: a local file, a `save_to_disk` folder, or a Hub dataset written
+`hub:<org>/<name>` (a plain string is always a local path, see `irlalign.paths`).
 
-Local paths are tried first so that a typo in a file name gives a file error, not a Hub lookup.
+A file that cannot be read as rows fails with one `DataFileError` naming the file and, where
+there is one, the line or row: empty files, text that is not UTF-8, a JSON line that does not
+parse (a file cut short), a CSV row whose fields do not match the header or whose quotes never
+close, an unreadable parquet or arrow file, a missing split. The text formats are scanned before
+`datasets` reads them, because `datasets` reports these as exceptions without a location.
 """
 
 from __future__ import annotations
 
+import csv
+import json
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
+from datasets import Dataset, load_dataset, load_from_disk
+
+from irlalign.data.formats import DataWarning
+from irlalign.errors import root_cause
+from irlalign.paths import hub_id, local_path, missing_message
 
 # datasets' packaged builder for each local file extension.
 BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -15,23 +29,237 @@ BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "c
 DISK_MARKERS = ("dataset_dict.json", "state.json", "dataset_info.json")
 
 
-def _pick_split(data: Dataset | DatasetDict, spec: str, split: str) -> Dataset:
-    if isinstance(data, Dataset):
-        return data
-    if split not in data:
-        raise KeyError(f"{spec}: no split {split!r}; available splits: {sorted(data)}")
-    return data[split]
+class DataFileError(ValueError):
+    """A data file or folder that cannot be read as rows; the message names it and, where there
+    is one, the line or row."""
+
+
+def load_rows(spec: str, split: str = "train") -> Dataset:
+    """Rows from `spec`: a `.jsonl`/`.json`/`.parquet`/`.csv` file, a `save_to_disk` folder
+    (a `DatasetDict` gives its `split`), or `hub:<org>/<name>`, a Hugging Face Hub dataset.
+
+    Raises FileNotFoundError naming `spec` when the path does not exist or the Hub dataset cannot
+    be loaded, and `DataFileError` (a ValueError) for everything that makes a file unreadable.
+    """
+    name = hub_id(spec)
+    if name is not None:
+        return _load_hub(spec, name, split)
+    path = local_path(spec)
+    if path.is_file():
+        return _load_file(path, spec)
+    if path.is_dir():
+        return _load_folder(path, spec, split)
+    raise FileNotFoundError(missing_message(spec, "file or folder"))
+
+
+def _load_hub(spec: str, name: str, split: str) -> Dataset:
+    try:
+        return load_dataset(name, split=split)
+    except Exception as err:  # datasets raises many types for offline / missing repos / splits
+        message = f"{spec}: loading it from the Hub failed: {root_cause(err)}"
+        raise FileNotFoundError(message) from err
+
+
+# ---- single files
 
 
 def _load_file(path: Path, spec: str) -> Dataset:
-    builder = BUILDERS.get(path.suffix.lower())
+    suffix = path.suffix.lower()
+    builder = BUILDERS.get(suffix)
     if builder is None:
-        raise ValueError(
+        raise DataFileError(
             f"{spec}: unsupported file extension {path.suffix!r}; "
             f"expected one of {sorted(BUILDERS)} or a folder written by save_to_disk"
         )
-    # A local file is one split whatever its name; load_dataset calls it "train".
-    return load_dataset(builder, data_files=str(path), split="train")
+    if path.stat().st_size == 0:
+        raise DataFileError(f"{spec}: the file is empty")
+    PRECHECKS[suffix](path, spec)
+    try:
+        # A local file is one split whatever its name; load_dataset calls it "train".
+        return load_dataset(builder, data_files=str(path), split="train")
+    except Exception as err:
+        raise _explain_failure(path, spec, err) from err
+
+
+def _utf8_lines(path: Path, spec: str) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text) of every line, failing on the first one that is not UTF-8."""
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            # A byte-order mark (Windows editors write one) is not part of the first line.
+            codec = "utf-8-sig" if lineno == 1 else "utf-8"
+            try:
+                yield lineno, raw.decode(codec)
+            except UnicodeDecodeError as err:
+                raise DataFileError(
+                    f"{spec}: line {lineno}: not UTF-8 text (byte 0x{raw[err.start]:02x} at "
+                    f"column {err.start + 1}); save the file as UTF-8"
+                ) from None
+
+
+def _check_utf8(path: Path, spec: str) -> None:
+    for _ in _utf8_lines(path, spec):
+        pass
+
+
+def _cut_hint(is_last: bool) -> str:
+    return "; the file looks cut short" if is_last else ""
+
+
+def _scan_jsonl(path: Path, spec: str) -> None:
+    """Every non-blank line one JSON object; at least one row."""
+    rows, last = 0, _last_line_number(path)
+    for lineno, text in _utf8_lines(path, spec):
+        if not text.strip():
+            continue
+        where = f"{spec}: line {lineno} (row {rows})"
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as err:
+            hint = _cut_hint(lineno == last and not text.rstrip().endswith("}"))
+            raise DataFileError(f"{where}: not valid JSON ({_json_problem(err)}){hint}") from None
+        if not isinstance(value, dict):
+            raise DataFileError(f"{where}: expected a JSON object, got {_json_type(value)}")
+        rows += 1
+    if rows == 0:
+        raise DataFileError(f"{spec}: the file holds no rows (only blank lines)")
+
+
+def _json_problem(err: json.JSONDecodeError) -> str:
+    return f"{err.msg.removesuffix(' at')} at column {err.colno}"
+
+
+def _last_line_number(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(1 for _ in f)
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def _scan_csv(path: Path, spec: str) -> None:
+    """A header, then rows with exactly the header's number of fields and closed quotes."""
+    _check_utf8(path, spec)
+    last = _last_line_number(path)
+    # utf-8-sig: a byte-order mark must not become part of the first column's name.
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, strict=True)
+        header = _csv_record(reader, spec, -1, last)
+        if not header:
+            raise DataFileError(f"{spec}: line 1: expected a header line of column names")
+        rows = 0
+        while (record := _csv_record(reader, spec, rows, last)) is not None:
+            if not record:  # a blank line; pandas skips them too
+                continue
+            if len(record) != len(header):
+                where = f"{spec}: row {rows} (line {reader.line_num})"
+                short = len(record) < len(header) and reader.line_num == last
+                raise DataFileError(
+                    f"{where}: {_count(len(record), 'field')}, but the header has "
+                    f"{len(header)} ({', '.join(header)}){_cut_hint(short)}"
+                )
+            rows += 1
+    if rows == 0:
+        raise DataFileError(f"{spec}: the file holds no rows (only the header line)")
+    _warn_unterminated_csv(path, spec, rows)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _csv_record(reader: Any, spec: str, row: int, last: int) -> list[str] | None:
+    """The next record, or None at the end; a quoting error becomes one located line."""
+    try:
+        return next(reader)
+    except StopIteration:
+        return None
+    except csv.Error as err:
+        where = f"{spec}: line {reader.line_num}" if row < 0 else f"{spec}: row {row}"
+        if row >= 0:
+            where += f" (line {reader.line_num})"
+        problem = "a quoted field never closes" if "end of data" in str(err) else str(err)
+        raise DataFileError(f"{where}: {problem}{_cut_hint(reader.line_num >= last)}") from None
+
+
+def _warn_unterminated_csv(path: Path, spec: str, rows: int) -> None:
+    # Every CSV writer ends its last line; a file cut inside the last unquoted field still has
+    # the right number of fields, and a missing line ending is all that gives it away.
+    with path.open("rb") as f:
+        f.seek(-1, 2)
+        ended = f.read(1) in (b"\n", b"\r")
+    if not ended:
+        warnings.warn(
+            f"{spec}: row {rows - 1}: the last line has no line ending; if the file was cut "
+            "short, this row is incomplete",
+            DataWarning,
+            stacklevel=4,
+        )
+
+
+def _check_parquet(path: Path, spec: str) -> None:
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.ParquetFile(path).metadata.num_rows
+    except Exception as err:  # pyarrow: ArrowInvalid, OSError for corrupt or cut files
+        raise DataFileError(f"{spec}: not a readable parquet file ({root_cause(err)})") from None
+    if rows == 0:
+        raise DataFileError(f"{spec}: the file holds no rows")
+
+
+PRECHECKS = {
+    ".jsonl": _scan_jsonl,
+    ".json": _check_utf8,
+    ".csv": _scan_csv,
+    ".parquet": _check_parquet,
+}
+
+
+def _explain_failure(path: Path, spec: str, err: Exception) -> DataFileError:
+    """One located line for a file `datasets` could not read despite the scans above."""
+    if path.suffix.lower() in (".json", ".jsonl"):
+        rows = _python_rows(path, spec)
+        if not rows:
+            return DataFileError(f"{spec}: the file holds no rows")
+        # datasets fails on columns whose type changes from row to row; validating the rows
+        # as Python values names the row and field instead.
+        from irlalign.data.formats import check_dataset
+
+        check_dataset(rows, spec)
+    if "corresponds to no data" in str(err):
+        return DataFileError(f"{spec}: the file holds no rows")
+    return DataFileError(f"{spec}: cannot read it as rows ({root_cause(err)})")
+
+
+def _python_rows(path: Path, spec: str) -> list[dict[str, Any]]:
+    """The rows of a .json/.jsonl file read with the json module (a located error if bad)."""
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        if err.msg != "Extra data":
+            cut = not text.rstrip().endswith(("]", "}"))  # how every complete document ends
+            raise DataFileError(
+                f"{spec}: line {err.lineno}: not valid JSON ({_json_problem(err)}){_cut_hint(cut)}"
+            ) from None
+        _scan_jsonl(path, spec)  # several documents: JSON lines in a .json file
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    if isinstance(value, dict):
+        raise DataFileError(
+            f"{spec}: expected a list of row objects (or one object per line), got one object "
+            f"with keys {sorted(value)[:5]}"
+        )
+    if not isinstance(value, list):
+        raise DataFileError(f"{spec}: expected a list of row objects, got {_json_type(value)}")
+    for i, row in enumerate(value):
+        if not isinstance(row, dict):
+            raise DataFileError(f"{spec}: row {i}: expected a JSON object, got {_json_type(row)}")
+    return value
+
+
+# ---- save_to_disk folders
 
 
 def _load_folder(path: Path, spec: str, split: str) -> Dataset:
@@ -40,38 +268,34 @@ def _load_folder(path: Path, spec: str, split: str) -> Dataset:
             f"{spec}: folder is not a dataset written by save_to_disk "
             f"(none of {list(DISK_MARKERS)} found)"
         )
-    return _pick_split(load_from_disk(str(path)), spec, split)
-
-
-def _looks_local(spec: str) -> bool:
-    """A spec that can only mean a local path (a Hub id is `name` or `owner/name`)."""
-    return (
-        spec.startswith((".", "/", "~"))
-        or Path(spec).suffix.lower() in BUILDERS
-        or spec.count("/") > 1
-        or "\\" in spec
-    )
-
-
-def load_rows(spec: str, split: str = "train") -> Dataset:
-    """Rows from `spec`: a `.jsonl`/`.json`/`.parquet`/`.csv` file, a `save_to_disk` folder
-    (a `DatasetDict` gives its `split`), or else a Hugging Face Hub dataset id.
-
-    Raises FileNotFoundError naming `spec` when it is neither a local path nor loadable from the
-    Hub (offline, missing), ValueError for an unknown file extension, KeyError for a missing split.
-    """
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return _load_file(path, spec)
-    if path.is_dir():
-        return _load_folder(path, spec, split)
-    if _looks_local(spec):
-        raise FileNotFoundError(f"{spec}: no such file or folder")
+    if (path / "dataset_dict.json").exists():
+        path = path / _pick_split(path, spec, split)
+    _check_disk_rows(path, spec)
     try:
-        data = load_dataset(spec, split=split)
-    except Exception as err:  # datasets raises many types for offline / missing repos
-        raise FileNotFoundError(
-            f"{spec}: not a local file or folder, and loading it as a Hub dataset failed: "
-            f"{type(err).__name__}: {err}"
+        return load_from_disk(str(path))
+    except Exception as err:  # arrow: ArrowInvalid, OSError; json: JSONDecodeError
+        raise DataFileError(
+            f"{spec}: cannot read the save_to_disk folder ({root_cause(err)})"
         ) from err
-    return _pick_split(data, spec, split)
+
+
+def _read_json(path: Path, spec: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise DataFileError(f"{spec}: {path.name} is unreadable ({root_cause(err)})") from None
+
+
+def _pick_split(path: Path, spec: str, split: str) -> str:
+    """The split's subfolder of a DatasetDict folder, chosen before anything loads."""
+    splits = _read_json(path / "dataset_dict.json", spec).get("splits", [])
+    if split not in splits:
+        raise DataFileError(f"{spec}: no split {split!r}; available splits: {sorted(splits)}")
+    return split
+
+
+def _check_disk_rows(path: Path, spec: str) -> None:
+    # A Dataset with no rows is saved without any arrow file, which load_from_disk cannot read.
+    state = path / "state.json"
+    if state.exists() and not _read_json(state, spec).get("_data_files", [None]):
+        raise DataFileError(f"{spec}: the dataset holds no rows")

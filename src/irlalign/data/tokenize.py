@@ -6,6 +6,10 @@ tokenizer's chat template; the mask covers the final assistant turn, found as th
 the rendered prompt (with the generation prompt), which must be a token prefix of the full
 rendering — a template where it is not cannot be masked safely, so it is an error.
 
+A text the tokenizer cannot encode (a word-level vocabulary without an unknown token meets a new
+word) or a conversation the chat template cannot render fails with one `TokenizationError` naming
+the source, row and field, found by retrying the failed batch row by row.
+
 Truncation is explicit (`Truncation`) and counted (`TruncationStats`) so that a trainer can report
 how much of its data it did not see. A completion cut on the right loses its EOS on purpose: the
 model then sees an unfinished response, not a fabricated ending.
@@ -20,6 +24,7 @@ from typing import Any, Literal
 from datasets import Dataset
 
 from irlalign.data.formats import DataFormat, check_dataset, validate_rows
+from irlalign.errors import root_cause
 
 Strategy = Literal["truncate_prompt_left", "drop"]
 
@@ -111,16 +116,57 @@ def sequence(prompt_ids: Sequence[int], completion_ids: Sequence[int]) -> dict[s
     }
 
 
-def _encode(tokenizer: Any, texts: list[str], add_special_tokens: bool) -> list[list[int]]:
+def _encode(
+    tokenizer: Any, texts: list[str], add_special_tokens: bool, where: Sequence[str]
+) -> list[list[int]]:
+    """Token ids of `texts`; `where[i]` locates text i ("source: row n: field 'x'")."""
     if not texts:
         return []
-    return list(tokenizer(texts, add_special_tokens=add_special_tokens)["input_ids"])
+    try:
+        return list(tokenizer(texts, add_special_tokens=add_special_tokens)["input_ids"])
+    except Exception as err:  # tokenizers raises a bare Exception for unencodable text
+        raise encoding_failure(tokenizer, texts, add_special_tokens, where, err) from err
 
 
-def _render(tokenizer: Any, messages: list, generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=generation_prompt
-    )
+def encoding_failure(
+    tokenizer: Any,
+    texts: Sequence[str],
+    add_special_tokens: bool,
+    where: Sequence[str],
+    err: Exception,
+) -> TokenizationError:
+    """The error of a failed batch, located by encoding its texts one by one."""
+    for i, text in enumerate(texts):
+        try:
+            tokenizer([text], add_special_tokens=add_special_tokens)
+        except Exception as row_err:
+            word = _unencodable_word(tokenizer, text)
+            what = f"the word {word!r} is not in its vocabulary" if word else root_cause(row_err)
+            return TokenizationError(f"{where[i]}: the tokenizer cannot encode this text ({what})")
+    return TokenizationError(f"{where[0]}: tokenising the batch failed ({root_cause(err)})")
+
+
+def _unencodable_word(tokenizer: Any, text: str) -> str | None:
+    """The first whitespace-separated word the tokenizer fails on (a word-level vocabulary
+    without an unknown token), or None when no single word fails."""
+    for word in text.split():
+        try:
+            tokenizer([word], add_special_tokens=False)
+        except Exception:
+            return word
+    return None
+
+
+def _render(tokenizer: Any, messages: list, generation_prompt: bool, where: str) -> str:
+    try:
+        return tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=generation_prompt
+        )
+    except Exception as err:  # jinja errors, or a tokenizer without a chat template
+        raise TokenizationError(
+            f"{where}: the tokenizer's chat template cannot render this conversation "
+            f"({root_cause(err)})"
+        ) from err
 
 
 def _chat_parts(row: Mapping[str, Any], fmt: DataFormat) -> tuple[list, list[list]]:
@@ -153,11 +199,15 @@ def _chat_ids(
 ) -> list[tuple[list[int], list[list[int]]]]:
     """(prompt ids, completion ids per side) for conversational rows."""
     parts = [_chat_parts(row, fmt) for row in rows]
-    prompts = [_render(tokenizer, p, True) for p, _ in parts]
-    fulls = [[_render(tokenizer, f, False) for f in fs] for _, fs in parts]
+    prompts = [_render(tokenizer, p, True, where[i]) for i, (p, _) in enumerate(parts)]
+    fulls = [
+        [_render(tokenizer, f, False, where[i]) for f in fs] for i, (_, fs) in enumerate(parts)
+    ]
     # Templates write their own special tokens (bos, turn markers): never add them again.
-    prompt_ids = _encode(tokenizer, prompts, add_special_tokens=False)
-    flat_ids = iter(_encode(tokenizer, [t for fs in fulls for t in fs], add_special_tokens=False))
+    prompt_ids = _encode(tokenizer, prompts, False, where)
+    flat = [t for fs in fulls for t in fs]
+    flat_where = [where[i] for i, fs in enumerate(fulls) for _ in fs]
+    flat_ids = iter(_encode(tokenizer, flat, False, flat_where))
     out = []
     for i, (p_ids, texts) in enumerate(zip(prompt_ids, fulls, strict=True)):
         sides = [_split_chat(p_ids, next(flat_ids), (prompts[i], t), where[i]) for t in texts]
@@ -171,16 +221,26 @@ def _text_ids(
     fmt: DataFormat,
     add_special_tokens: bool,
     append_eos: bool,
+    where: list[str],
 ) -> list[tuple[list[int], list[list[int]]]]:
     """(prompt ids, completion ids per side) for plain-text rows, tokenised separately."""
     sides = ("completion",) if fmt.kind == "prompt_completion" else ("chosen", "rejected")
     eos = tokenizer.eos_token_id
     if append_eos and eos is None:
         raise TokenizationError("append_eos=True but the tokenizer has no eos_token_id")
-    prompt_ids = _encode(tokenizer, [row["prompt"] for row in rows], add_special_tokens)
-    side_ids = [_encode(tokenizer, [row[s] for row in rows], add_special_tokens) for s in sides]
+
+    def encode(name: str) -> list[list[int]]:
+        texts = [row[name] for row in rows]
+        located = [f"{w}: field {name!r}" for w in where]
+        return _encode(tokenizer, texts, add_special_tokens, located)
+
+    prompt_ids = encode("prompt")
+    side_ids = [encode(s) for s in sides]
     out = []
     for i, p_ids in enumerate(prompt_ids):
+        if not p_ids:
+            # A prompt of no tokens leaves the first response token without any context.
+            raise TokenizationError(f"{where[i]}: field 'prompt': the tokenizer gives no tokens")
         comps = [list(ids[i]) for ids in side_ids]
         if append_eos:
             # Data that already ends with the EOS text keeps exactly one EOS.
@@ -219,11 +279,11 @@ def tokenize_rows(
     its own special tokens.
     """
     truncation = truncation or Truncation()
+    where = [f"{source}: row {first_index + i}" for i in range(len(rows))]
     if fmt.conversational:
-        where = [f"{source}: row {first_index + i}" for i in range(len(rows))]
         ids = _chat_ids(tokenizer, rows, fmt, where)
     else:
-        ids = _text_ids(tokenizer, rows, fmt, add_special_tokens, append_eos)
+        ids = _text_ids(tokenizer, rows, fmt, add_special_tokens, append_eos, where)
     stats = TruncationStats(rows=len(rows))
     features = []
     for row, (prompt_ids, completions) in zip(rows, ids, strict=True):

@@ -199,6 +199,11 @@ class HFSampler:
         side, tok.padding_side = tok.padding_side, "left"
         try:
             enc = tok(prompts, add_special_tokens=False, padding=True, return_tensors="pt")
+        except Exception as err:  # tokenizers raises a bare Exception for unencodable text
+            from irlalign.data.tokenize import encoding_failure
+
+            where = [f"prompt {p[:60]!r}" for p in prompts]
+            raise encoding_failure(tok, prompts, False, where, err) from err
         finally:
             tok.padding_side = side
         enc = enc.to(self.model.device)

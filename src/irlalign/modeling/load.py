@@ -2,12 +2,15 @@
 
 Every trainer loads its models through `load_model` so that dtype, device, LoRA and
 `trust_remote_code` behave the same everywhere, and a bad path fails with a clear message before
-any training starts.
+any training starts. A model path is a local folder holding `config.json`, or `hub:<org>/<name>`
+for the Hugging Face Hub (`irlalign.paths`). Whatever `from_pretrained` raises (a corrupt
+safetensors file, a broken config) becomes one ValueError naming the path, and a tokenizer whose
+ids do not all fit the model's embedding is refused at load time, not at the first forward.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
 from typing import Any
 
 import torch
@@ -20,21 +23,82 @@ from transformers import (
 )
 
 from irlalign.config import LoraOptions, ModelOptions
+from irlalign.errors import root_cause
+from irlalign.paths import hub_id, local_path, missing_message
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 KINDS = {"causal_lm": AutoModelForCausalLM, "reward": AutoModelForSequenceClassification}
+# config.json keys holding the longest sequence a model takes, across architectures.
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
 
 
-def _check_path(path: str) -> None:
-    """A local-looking path must exist; anything else is tried as a Hub id."""
-    looks_local = path.startswith((".", "/", "~")) or Path(path).exists()
-    if looks_local and not (Path(path).expanduser() / "config.json").exists():
+def read_model_config(path: str) -> dict[str, Any]:
+    """The parsed `config.json` of a local model folder (no transformers involved)."""
+    folder = local_path(path)
+    if not folder.exists():
+        raise FileNotFoundError(missing_message(path, "model folder"))
+    config = folder / "config.json"
+    if not config.is_file():
         raise FileNotFoundError(f"{path}: no config.json; not a model folder")
+    try:
+        value = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{config}: not a readable JSON file ({root_cause(err)})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{config}: expected a JSON object of model settings")
+    return value
+
+
+def model_source(path: str) -> str:
+    """What `from_pretrained` gets for a model path: the id of `hub:<org>/<name>`, else the
+    local folder, which must hold a readable `config.json`."""
+    name = hub_id(path)
+    if name is not None:
+        return name
+    read_model_config(path)
+    return str(local_path(path))
+
+
+def text_setting(config: dict[str, Any], keys: tuple[str, ...]) -> int | None:
+    """The first of `keys` in a config dict, or in its `text_config` (multimodal models)."""
+    for node in (config, config.get("text_config") or {}):
+        for key in keys:
+            if isinstance(node.get(key), int):
+                return node[key]
+    return None
+
+
+def _config_dict(path: str) -> dict[str, Any]:
+    name = hub_id(path)
+    if name is None:
+        return read_model_config(path)
+    from transformers import PretrainedConfig
+
+    return PretrainedConfig.get_config_dict(name)[0]
+
+
+def check_vocabulary(tokenizer: PreTrainedTokenizerBase, path: str) -> None:
+    """Every token id must index a row of the model's embedding; a mismatched tokenizer would
+    otherwise fail with an IndexError at the first forward pass."""
+    rows = text_setting(_config_dict(path), ("vocab_size",))
+    if rows is None:
+        return
+    ids = max(len(tokenizer), max(tokenizer.get_vocab().values(), default=-1) + 1)
+    if ids > rows:
+        raise ValueError(
+            f"{path}: the tokenizer has token ids up to {ids - 1}, but the model's embedding "
+            f"has {rows} rows (vocab_size in config.json); the tokenizer does not belong to "
+            "this model"
+        )
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
-    _check_path(path)
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    source = model_source(path)
+    try:
+        tok = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except Exception as err:  # tokenizer files: JSON, sentencepiece, missing files, offline
+        raise ValueError(f"{path}: cannot load the tokenizer ({root_cause(err)})") from err
+    check_vocabulary(tok, path)
     if tok.pad_token is None:  # GPT-2 style tokenizers: pad with EOS, masks keep it harmless
         tok.pad_token = tok.eos_token
     return tok
@@ -44,16 +108,19 @@ def load_model(options: ModelOptions, kind: str = "causal_lm", **kwargs: Any) ->
     """Load a causal LM or a scalar reward model (sequence classifier, `num_labels=1`)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
-    _check_path(options.path)
+    source = model_source(options.path)
     if kind == "reward":
         kwargs.setdefault("num_labels", 1)
-    model = KINDS[kind].from_pretrained(
-        options.path,
-        dtype=DTYPES[options.dtype],
-        trust_remote_code=options.trust_remote_code,
-        **options.extra,
-        **kwargs,
-    )
+    try:
+        model = KINDS[kind].from_pretrained(
+            source,
+            dtype=DTYPES[options.dtype],
+            trust_remote_code=options.trust_remote_code,
+            **options.extra,
+            **kwargs,
+        )
+    except Exception as err:  # corrupt weights, unknown architecture, bad `extra` keywords
+        raise ValueError(f"{options.path}: cannot load the model ({root_cause(err)})") from err
     if kind == "reward" and model.config.pad_token_id is None:
         model.config.pad_token_id = model.config.eos_token_id
     if options.device is not None:

@@ -236,12 +236,24 @@ def is_reward_model_folder(path: str | Path) -> bool:
 
 def load_reward_model(path: str | Path, batch_size: int = 64) -> RewardModel:
     """Load any reward-model folder the library writes: a Bradley–Terry sequence classifier
-    (`num_labels == 1`), or a causal LM with a Preference-Transformer or AVA head beside it."""
-    from irlalign.modeling.load import load_tokenizer
-
+    (`num_labels == 1`), or a causal LM with a Preference-Transformer or AVA head beside it.
+    Whatever the folder's files make `from_pretrained` raise becomes one ValueError naming it."""
     path = Path(path)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"{path}: no config.json; not a reward-model folder")
+    try:
+        return _load_reward_model(path, batch_size)
+    except (FileNotFoundError, ValueError):
+        raise
+    except Exception as err:  # corrupt weights or heads, an unknown architecture
+        from irlalign.errors import root_cause
+
+        raise ValueError(f"{path}: cannot load the reward model ({root_cause(err)})") from err
+
+
+def _load_reward_model(path: Path, batch_size: int) -> RewardModel:
+    from irlalign.modeling.load import load_tokenizer
+
     tokenizer = load_tokenizer(str(path))
     tokenizer.padding_side = "right"
     heads_file = path / HEADS_CONFIG

@@ -58,6 +58,7 @@ def training_arguments(cfg: RunConfig):
     kwargs.setdefault("label_names", [])
     resume = kwargs.pop("resume_from_checkpoint", None)
     skips = int(kwargs.pop("skip_nonfinite_steps", 0))
+    kwargs.pop("overwrite_output_dir", None)  # the run folder's key, unknown to transformers
     guard = FiniteGuard(skips, f" under {kwargs['output_dir']}")
     return TrainingArguments(**kwargs), resume, guard
 
