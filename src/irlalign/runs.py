@@ -71,7 +71,7 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
 
     def write_config(self, config: dict[str, Any]) -> None:
-        (self.path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        write_atomic(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
     def check_rounds(self, config: dict[str, Any], rounds_glob: str) -> None:
         """For outer loops that resume from finished rounds: finished rounds of a different
@@ -85,14 +85,22 @@ class RunFolder:
             )
 
     def write_env(self, seed: int | None) -> None:
-        (self.path / "env.json").write_text(json.dumps(environment(seed), indent=2))
+        write_atomic(self.path / "env.json", json.dumps(environment(seed), indent=2))
 
     def log_metrics(self, metrics: dict[str, Any]) -> None:
         with open(self.path / "metrics.jsonl", "a") as f:
             f.write(json.dumps(metrics) + "\n")
 
     def write_eval(self, results: dict[str, Any]) -> None:
-        (self.path / "eval.json").write_text(json.dumps(results, indent=2))
+        # Written last, it marks a finished run: never half-written.
+        write_atomic(self.path / "eval.json", json.dumps(results, indent=2))
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """A kill leaves the old file or the new one, never a file cut short."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -140,8 +148,17 @@ def identity(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def stored_config(run_dir: Path) -> dict[str, Any] | None:
+    """The folder's `config.yaml` (None: it has none)."""
     path = Path(run_dir) / "config.yaml"
-    return yaml.safe_load(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        stored = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        stored = None
+    if not isinstance(stored, dict):
+        raise ValueError(f"{path}: not a readable run configuration")
+    return stored
 
 
 def wants_resume(value: Any) -> bool:
@@ -156,7 +173,10 @@ def occupant(run_dir: Path, config: dict[str, Any], pipeline: bool = False) -> s
     A pipeline rerun with the same config is the same run: it resumes at its phase and round
     boundaries, so only a different config.yaml makes its folder someone else's."""
     run_dir = Path(run_dir)
-    stored = stored_config(run_dir)
+    try:
+        stored = stored_config(run_dir)
+    except ValueError:
+        return "a run whose config.yaml cannot be read"
     if stored is not None and identity(stored) != identity(config):
         return "a run of a different configuration (config.yaml)"
     if pipeline:
@@ -186,8 +206,8 @@ def clear(run_dir: Path) -> None:
     entries = [p for p in Path(run_dir).iterdir() if p.name != LOCK]
     if entries and not any((Path(run_dir) / name).exists() for name in RUN_ENTRIES):
         raise ValueError(
-            f"{run_dir}: training.overwrite_output_dir: this folder holds no run (no "
-            "config.yaml, checkpoints/ or eval.json), so it is not cleared; choose another "
+            f"{run_dir}: training.overwrite_output_dir: this folder holds no run (none of "
+            f"{', '.join(RUN_ENTRIES)}), so it is not cleared; choose another "
             "training.output_dir"
         )
     for path in entries:
@@ -230,6 +250,8 @@ class RunLock:
         return isinstance(pid, int) and same_host and not _alive(pid)
 
     def acquire(self) -> None:
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise ValueError(f"{self.run_dir}: training.output_dir is a file, not a folder")
         self.created = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for _ in range(2):
@@ -342,9 +364,7 @@ class PhaseLog:
 
     def _write(self, name: str, entry: dict[str, Any]) -> None:
         entries = {**self._read(), name: _plain(entry)}
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(entries, indent=2))
-        os.replace(tmp, self.path)  # a kill leaves the old file or the new one, never half
+        write_atomic(self.path, json.dumps(entries, indent=2))
 
     def reusable(self, name: str, key: Any, outputs=()) -> dict[str, Any] | None:
         """The finished entry of ``name`` when it matches ``key`` and ``outputs``, else None."""

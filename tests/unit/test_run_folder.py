@@ -76,6 +76,8 @@ def test_which_folders_hold_another_run(tmp_path):
     (tmp_path / "eval.json").write_text("{}")
     assert "finished run" in occupant(tmp_path, CONFIG)
     assert occupant(tmp_path, CONFIG, pipeline=True) is None  # reruns resume at boundaries
+    (tmp_path / "config.yaml").write_text("method_name: [sft")  # cut short by a kill
+    assert "cannot be read" in occupant(tmp_path, CONFIG, pipeline=True)
 
 
 def test_overwrite_clears_only_run_folders(tmp_path):
