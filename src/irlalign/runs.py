@@ -81,7 +81,8 @@ class RunFolder:
         if done and stored is not None and identity(stored) != identity(config):
             raise ValueError(
                 f"{self.path}: holds finished rounds ({done[0].relative_to(self.path)}) of a "
-                "different configuration (config.yaml); use a new output_dir or remove the folder"
+                "different configuration (config.yaml); use a new output_dir, or replace the "
+                "folder with training.overwrite_output_dir: true"
             )
 
     def write_env(self, seed: int | None) -> None:
@@ -364,6 +365,7 @@ class PhaseLog:
 
     def _write(self, name: str, entry: dict[str, Any]) -> None:
         entries = {**self._read(), name: _plain(entry)}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(self.path, json.dumps(entries, indent=2))
 
     def reusable(self, name: str, key: Any, outputs=()) -> dict[str, Any] | None:
