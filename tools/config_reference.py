@@ -35,7 +35,10 @@ also be set on the command line as `--section.key value` (nested keys as
 Every method's `training` section also takes `skip_nonfinite_steps` (default 0): a step whose
 gradient norm is NaN or infinite stops the run with an error before the weights change, unless
 up to this many such steps may be skipped. `Trainer` methods log a NaN loss as NaN
-(`logging_nan_inf_filter` defaults to false).
+(`logging_nan_inf_filter` defaults to false). It also takes `overwrite_output_dir` (default
+false): a folder that holds another run (a different `config.yaml`, checkpoints or `eval.json`)
+is refused unless the run resumes it (`resume_from_checkpoint`) or this key empties it first
+([the run folder](run-folder.md#protection-and-locking)).
 
 A `Trainer` method's `training` keys are checked when the config resolves: each must be a
 `TrainingArguments` field or one of the library's own (`skip_nonfinite_steps`,

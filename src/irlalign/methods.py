@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,11 +179,21 @@ def check_phase_training(method_config: Any) -> None:
 
 
 def train(cfg: RunConfig) -> dict[str, Any]:
-    """Run one resolved config end to end; returns what its `eval.json` holds."""
+    """Run one resolved config end to end; returns what its `eval.json` holds. Its inputs are
+    checked first; the run then holds its folder (`irlalign.runs.claimed`): no second run writes
+    into it, and another run's folder is refused unless the config resumes or overwrites it."""
     from irlalign.preflight import check_inputs
+    from irlalign.runs import claimed
 
     spec = spec_of(cfg.method_name)
     check_inputs(cfg, spec.runner_kind)
+    main = int(os.environ.get("RANK", "0")) == 0  # under accelerate/torchrun
+    pipeline = spec.runner_kind == "pipeline"
+    with claimed(cfg.run_dir, cfg.to_dict(), pipeline=pipeline, main=main):
+        return _run(spec, cfg)
+
+
+def _run(spec: MethodSpec, cfg: RunConfig) -> dict[str, Any]:
     if spec.runner_kind == "loop":
         return spec.runner_object()(cfg)
     if spec.runner_kind == "pipeline":
@@ -233,5 +245,46 @@ def child_config(
 
 
 def run_child(method_name: str, parent: RunConfig, **overrides: Any) -> dict[str, Any]:
-    """`train(child_config(...))`: what a pipeline calls to run one of its phases."""
-    return train(child_config(method_name, parent, **overrides))
+    """`train(child_config(...))`: what a pipeline calls to run one of its phases.
+
+    A rerun of the pipeline reuses a phase that finished with the same config and the same
+    inputs (the files of its model, reference, reward model and data, unchanged since), and
+    continues one that was interrupted from its newest complete checkpoint; any other run left
+    in the phase's folder (another configuration) is removed first.
+    """
+    from irlalign.runs import PhaseLog, identity, reset
+
+    cfg = child_config(method_name, parent, **overrides)
+    log, name = PhaseLog(parent.run_dir), str(cfg.run_dir.relative_to(parent.run_dir))
+    key = {"config": identity(cfg.to_dict()), "inputs": input_fingerprints(cfg)}
+    outputs = (cfg.run_dir / "eval.json", cfg.run_dir / "checkpoints" / "final")
+    if log.reusable(name, key, outputs):
+        print(f"{cfg.run_dir}: finished before with this configuration and inputs; reused")
+        return json.loads((cfg.run_dir / "eval.json").read_text())
+    if log.started(name, key):
+        cfg.training["resume_from_checkpoint"] = True
+    else:
+        reset(cfg.run_dir)
+    log.start(name, key)
+    results = train(cfg)
+    log.finish(name, key, outputs=outputs)
+    return results
+
+
+def input_fingerprints(cfg: RunConfig) -> dict[str, Any]:
+    """The fingerprints of the local files a run reads: a phase whose config is unchanged but
+    whose model or data was rewritten (a retrained SFT model, a refit reward model) is redone."""
+    from irlalign.modeling.gail_reward import PREFIX
+    from irlalign.runs import fingerprint
+
+    reward = getattr(cfg.method_config, "reward_model", None)
+    if isinstance(reward, str) and reward.startswith(PREFIX):
+        reward = reward[len(PREFIX) :]
+    paths = {
+        "model": cfg.model.path,
+        "reference": cfg.reference.path if cfg.reference else None,
+        "reward_model": reward,
+        "train": cfg.data.train,
+        "eval": cfg.data.eval,
+    }
+    return {k: fingerprint(v) for k, v in paths.items() if v}

@@ -83,9 +83,12 @@ def test_frft_resumes_at_a_round_boundary(smoke_task_dir, tmp_path):
     raw["method"]["arms"] = ["frft"]
     first = train(resolve("frft", raw))
     stamp = (out / "frft" / "round_00" / "rm_train.jsonl").stat().st_mtime_ns
+    vanilla = out / "vanilla_rm" / "checkpoints" / "final" / "model.safetensors"
+    vanilla_stamp = vanilla.stat().st_mtime_ns
     (out / "frft" / "round_01" / "round.json").unlink()
     second = train(resolve("frft", raw))
     assert (out / "frft" / "round_00" / "rm_train.jsonl").stat().st_mtime_ns == stamp
+    assert vanilla.stat().st_mtime_ns == vanilla_stamp  # the finished vanilla RM is reused
     dump = lambda x: json.dumps(x, sort_keys=True, default=str)  # noqa: E731 (NaN-safe)
     assert dump(second["arms"]["frft"][0]) == dump(first["arms"]["frft"][0])
     assert (out / "frft" / "round_01" / "round.json").exists()

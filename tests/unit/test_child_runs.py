@@ -108,3 +108,38 @@ def test_a_phase_may_set_its_own_seed_but_not_its_folder(parent, tmp_path):
 def test_a_bad_phase_key_is_an_error_naming_the_section(parent):
     with pytest.raises(ValueError, match="section 'method'"):
         child_config("sft", parent, folder="s", model="m", data={"train": "d"}, method={"x": 1})
+
+
+def test_a_phase_run_is_reused_continued_or_redone(parent, tmp_path, monkeypatch):
+    """A rerun reuses a phase that finished from the same config and inputs, continues one that
+    was interrupted, and redoes one whose input was rewritten (a refit reward model)."""
+    import irlalign.methods as methods
+
+    calls = []
+
+    def fake_train(cfg):
+        calls.append(cfg.training.get("resume_from_checkpoint"))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # killed mid-phase
+        (cfg.run_dir / "checkpoints" / "final").mkdir(parents=True, exist_ok=True)
+        (cfg.run_dir / "eval.json").write_text('{"final_checkpoint": "final"}')
+        return {"final_checkpoint": "final"}
+
+    monkeypatch.setattr(methods, "train", fake_train)
+    rm = tmp_path / "rm"
+    rm.mkdir()
+    (rm / "model.safetensors").write_text("v1")
+    phase = {"folder": "rl", "model": "models/pi_init", "data": {"train": "demos.jsonl"}}
+    run = lambda: methods.run_child("rloo", parent, method={"reward_model": str(rm)}, **phase)  # noqa: E731
+    run()
+    assert run() == {"final_checkpoint": "final"} and calls == [None]  # reused, not run
+    (rm / "model.safetensors").write_text("v2, refit upstream")
+    (parent.run_dir / "rl" / "metrics.jsonl").write_text('{"step": 1}\n')
+    run()
+    assert calls == [None, None]  # redone from scratch, its old records removed first
+    assert not (parent.run_dir / "rl" / "metrics.jsonl").exists()
+    (rm / "model.safetensors").write_text("v3, refit again")
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    run()
+    assert calls == [None, None, None, True]  # the interrupted phase continues

@@ -4,9 +4,10 @@ schedule, RNG states and the loop's own counters), so that a resumed run continu
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,31 @@ class LoopState:
 
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
-    found = (run_dir / "checkpoints").glob("step_*")
-    return sorted((p for p in found if (p / STATE_FILE).exists()), key=lambda p: int(p.name[5:]))
+    """The complete `step_<n>` folders, oldest first."""
+    from irlalign.integrity import loop_checkpoint_problem
+
+    found = [p for p in (run_dir / "checkpoints").glob("step_*") if p.name[5:].isdigit()]
+    complete = (p for p in found if loop_checkpoint_problem(p) is None)
+    return sorted(complete, key=lambda p: int(p.name[5:]))
+
+
+@contextmanager
+def atomic_folder(folder: Path) -> Iterator[Path]:
+    """Write a checkpoint into a hidden sibling and rename it into place when complete: a kill
+    during the save leaves the previous checkpoints and a stray `.<name>.tmp`, never a
+    half-written `<name>`. A folder of the same name (an earlier attempt) is replaced."""
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    old = folder.with_name(f".{folder.name}.old")
+    for stray in (tmp, old):
+        if stray.exists():
+            shutil.rmtree(stray)
+    tmp.mkdir(parents=True)
+    yield tmp
+    if folder.exists():
+        folder.rename(old)  # a directory cannot be renamed over a non-empty one
+    tmp.rename(folder)
+    if old.exists():
+        shutil.rmtree(old)
 
 
 def save_policy(policy, folder: Path) -> None:
@@ -51,22 +75,23 @@ def save_checkpoint(
 ) -> Path:
     """`checkpoints/step_<n>/`; keeps the newest ``keep`` of them."""
     folder = run_dir / "checkpoints" / f"step_{state.step}"
-    save_policy(policy, folder)
-    tokenizer.save_pretrained(folder)
-    rng = {
-        "torch": torch.get_rng_state(),
-        "numpy": _numpy_state_as_tensors(np.random.get_state()),
-        "python": random.getstate(),
-    }
-    torch.save(
-        {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "state": state.__dict__,
-            "rng": rng,
-        },
-        folder / STATE_FILE,
-    )
+    with atomic_folder(folder) as tmp:
+        save_policy(policy, tmp)
+        tokenizer.save_pretrained(tmp)
+        rng = {
+            "torch": torch.get_rng_state(),
+            "numpy": _numpy_state_as_tensors(np.random.get_state()),
+            "python": random.getstate(),
+        }
+        torch.save(
+            {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "state": state.__dict__,
+                "rng": rng,
+            },
+            tmp / STATE_FILE,
+        )
     if keep is not None:
         for old in checkpoint_dirs(run_dir)[:-keep]:
             shutil.rmtree(old)
@@ -135,20 +160,20 @@ def read_state(path: Path) -> dict[str, Any]:
 
 
 def resume_folder(run_dir: Path, resume: bool | str | None) -> Path | None:
-    """The checkpoint `resume_from_checkpoint` names: true/"latest" = the newest `step_<n>`."""
-    if not resume:
+    """The complete checkpoint `resume_from_checkpoint` names: true / "latest" = the newest
+    complete `step_<n>` of this run (incomplete newer ones are reported and skipped); a path:
+    that folder, if it is a complete loop checkpoint."""
+    from irlalign.integrity import loop_checkpoint_problem, newest_complete
+    from irlalign.runs import wants_resume
+
+    if not wants_resume(resume):
         return None
-    if isinstance(resume, str) and resume.lower() not in ("true", "latest"):
+    if isinstance(resume, str) and resume.strip().lower() not in ("true", "latest"):
+        problem = loop_checkpoint_problem(Path(resume))
+        if problem:
+            raise ValueError(
+                f"training.resume_from_checkpoint: {resume} is not a complete loop checkpoint "
+                f"({problem})"
+            )
         return Path(resume)
-    dirs = checkpoint_dirs(run_dir)
-    return dirs[-1] if dirs else None
-
-
-def truncate_metrics(run_dir: Path, step: int) -> None:
-    """Drop metric lines logged after the checkpoint a run resumes from (they are redone)."""
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= step]
-    path.write_text("".join(ln + "\n" for ln in kept))
+    return newest_complete(run_dir / "checkpoints", "step_", loop_checkpoint_problem)

@@ -16,7 +16,7 @@ import torch
 from irlalign.config import RunConfig
 from irlalign.generation.sampling import SamplingConfig
 from irlalign.guard import FiniteGuard
-from irlalign.loops.checkpoint import LoopState, load_checkpoint, resume_folder, truncate_metrics
+from irlalign.loops.checkpoint import LoopState, load_checkpoint, resume_folder
 from irlalign.loops.evaluation import START_KEY, evaluate
 from irlalign.modeling.reward import RewardModel
 
@@ -61,7 +61,11 @@ class LoopArgs:
     log_completions_steps: int = 50
     use_cpu: bool = False
     bf16: bool = False
-    resume_from_checkpoint: bool | str | None = None  # true = the latest `step_<n>` folder
+    # true: the newest complete `step_<n>` of this run; or a checkpoint folder's path.
+    resume_from_checkpoint: bool | str | None = None
+    # Empty a folder that holds another run before starting (without it, such a folder is
+    # refused unless the run resumes it).
+    overwrite_output_dir: bool = False
     report_to: str | list[str] = "none"  # "tensorboard", "wandb" (through accelerate)
     disable_tqdm: bool = False
 
@@ -222,15 +226,11 @@ def setup(cfg: RunConfig, prepare_model: Callable[[torch.nn.Module], None] | Non
 
     from irlalign.modeling.forward import unwrap
     from irlalign.modeling.load import frozen_copy, load_model, load_tokenizer
-    from irlalign.runs import RunFolder
+    from irlalign.runs import RunFolder, truncate_metrics
 
     args = LoopArgs(**cfg.training)
     acc, report = _accelerator(cfg, args)
     set_seed(args.seed)
-    run = RunFolder(cfg.run_dir)
-    if acc.is_main_process:
-        run.write_config(cfg.to_dict())
-        run.write_env(args.seed)
     tokenizer = load_tokenizer(cfg.model.path, cfg.model.trust_remote_code)
     policy = load_model(cfg.model)
     if prepare_model is not None:
@@ -252,8 +252,13 @@ def setup(cfg: RunConfig, prepare_model: Callable[[torch.nn.Module], None] | Non
     folder = resume_folder(cfg.run_dir, args.resume_from_checkpoint)
     if folder is not None:
         state = load_checkpoint(folder, policy, opt, sched)
-        truncate_metrics(cfg.run_dir, state.step)
         print(f"resumed from {folder} at step {state.step}")
+    if acc.is_main_process:  # the config, data and checkpoint passed validation
+        run = RunFolder(cfg.run_dir)
+        run.write_config(cfg.to_dict())
+        run.write_env(args.seed)
+        # Lines after the resumed step are logged again; a run that starts over logs them all.
+        truncate_metrics(cfg.run_dir, state.step if folder is not None else -1)
     policy, opt = acc.prepare(policy, opt)
     if report:
         acc.init_trackers("irlalign", config={"method": cfg.method_name})

@@ -14,7 +14,7 @@ from torch import Tensor
 from irlalign.generation.rewards import completion_ids
 from irlalign.generation.sampling import HFSampler, Rollouts, SamplingConfig
 from irlalign.guard import NonFiniteError
-from irlalign.loops.checkpoint import save_checkpoint, save_policy
+from irlalign.loops.checkpoint import atomic_folder, save_checkpoint, save_policy
 from irlalign.loops.evaluation import CURVE_KEYS, evaluate
 from irlalign.loops.setup import LoopContext, prompt_batch
 from irlalign.losses.policy_gradient import standardise_rewards
@@ -204,8 +204,9 @@ def finish(ctx: LoopContext, extra: dict[str, Any] | None = None) -> dict[str, A
     results: dict[str, Any] = dict(extra or {})
     if ctx.accelerator.is_main_process:
         final = ctx.run_dir / "checkpoints" / "final"
-        save_policy(ctx.policy, final)
-        ctx.tokenizer.save_pretrained(final)
+        with atomic_folder(final) as tmp:
+            save_policy(ctx.policy, tmp)
+            ctx.tokenizer.save_pretrained(tmp)
         results["final_checkpoint"] = str(final)
         peft = peft_wrapper(ctx.policy)
         if peft is not None:

@@ -70,6 +70,9 @@ def train_adversarial(cfg, run_child) -> dict[str, Any]:
     adv: AdversarialConfig = cfg.method_config
     run_dir = cfg.run_dir
     run, seed, tokenizer, demos = parts.open_run(cfg)
+    # Every round's line is logged below, finished rounds' from their round.json: a rerun
+    # rewrites the file rather than adding the finished rounds' lines a second time.
+    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     prompts = [p for p in demos.prompts for _ in range(adv.samples_per_prompt)]
     positives = [parts.truncate_turn(c, adv.turn_markers) for c in demos.completions]
     positives = [c for c in positives for _ in range(adv.samples_per_prompt)]

@@ -10,6 +10,8 @@ best-of-N).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ import numpy as np
 
 from irlalign.generation.sampling import HFSampler, SamplingConfig
 from irlalign.pipelines import parts
-from irlalign.runs import write_jsonl
+from irlalign.runs import PhaseLog, fingerprint, write_jsonl
 
 VARIANTS = ("init_sft", "init_demo", "sft_demo", "bt_pairwise")
 
@@ -69,8 +71,7 @@ def train_afd(cfg, run_child) -> dict[str, Any]:
     from irlalign.modeling.load import ModelOptions, load_model
 
     afd: AfDConfig = cfg.method_config
-    run_dir = cfg.run_dir
-    run, seed, tokenizer, demos = parts.open_run(cfg)
+    run, _, tokenizer, demos = parts.open_run(cfg)
     results: dict[str, Any] = {"variants": list(afd.variants), "label": "AfD (paper: best-of-N)"}
 
     # ==== 1. π_SFT: given, or SFT on the demonstrations (forward-KL AfD) =====================
@@ -92,34 +93,17 @@ def train_afd(cfg, run_child) -> dict[str, Any]:
     def clean(rollouts):
         return parts.responses(rollouts, afd.turn_markers)
 
-    k = afd.samples_per_prompt
-    train_prompts = [p for p in demos.prompts for _ in range(k)]
-    import torch
-
-    torch.manual_seed(seed)
-    init_texts = clean(HFSampler(init, tokenizer, afd.sampling).sample(demos.prompts, k))
-    torch.manual_seed(seed)
-    sft_texts = clean(HFSampler(sft, tokenizer, afd.sampling).sample(demos.prompts, k))
-    demo_texts = [
-        parts.truncate_turn(c, afd.turn_markers) for c in demos.completions for _ in range(k)
-    ]
-    write_jsonl(
-        run_dir / "samples.jsonl",
-        [
-            {"prompt": p, "init": a, "sft": b, "demo": c}
-            for p, a, b, c in zip(train_prompts, init_texts, sft_texts, demo_texts, strict=True)
-        ],
-    )
+    texts = _samples(cfg, afd, demos, (init, sft, str(sft_path)), tokenizer, clean)
 
     # ==== 3. the IRL reward models of the variants (BCE; reward = logit) ====================
-    texts = (train_prompts, init_texts, sft_texts, demo_texts)
     rms = {v: _reward_model(cfg, afd, run_child, v, tokenizer, texts) for v in afd.variants}
     results["reward_models"] = {v: {"path": str(p), **info} for v, (p, info) in rms.items()}
 
     # ==== 4. best-of-N over an N grid on one pool, with the log-ratio baselines =============
     if cfg.eval.synthetic_task:
         paths = {v: p for v, (p, _) in rms.items()}
-        results["best_of_n"] = _bon_curves(cfg, afd, paths, sft, init, tokenizer, clean)
+        models = (init, sft, str(sft_path))
+        results["best_of_n"] = _bon_curves(cfg, afd, paths, models, tokenizer, clean)
 
     # ==== 5. extension: RL against the standardised logit, KL to π_SFT =======================
     if afd.rl != "none":
@@ -128,13 +112,55 @@ def train_afd(cfg, run_child) -> dict[str, Any]:
     return results
 
 
+# A rerun resumes at phase boundaries: the SFT, Bradley–Terry and RL phases are runs that
+# `run_child` reuses when they finished with the same config and inputs; the samples, each
+# discriminator and the best-of-N curves are recorded in `phases.json` with the key of what they
+# were computed from (configs, and the fingerprints of the models they read) and reused likewise.
+
+
+def _samples(cfg, afd: AfDConfig, demos, models, tokenizer, clean) -> tuple[list[str], ...]:
+    """Phase 2: (prompts, π_init samples, π_SFT samples, demonstrations), one row per sample;
+    `samples.jsonl` read back when it was drawn from the same models with the same settings."""
+    import torch
+
+    init, sft, sft_path = models
+    k, path, phases = afd.samples_per_prompt, cfg.run_dir / "samples.jsonl", PhaseLog(cfg.run_dir)
+    key = {
+        "init": fingerprint(cfg.model.path),
+        "sft": fingerprint(sft_path),
+        "model": dataclasses.asdict(cfg.model),
+        "data": [_demonstration_rows(cfg), fingerprint(cfg.data.train)],
+        "seed": cfg.seed,
+        "method": [k, dataclasses.asdict(afd.sampling), afd.turn_markers],
+    }
+    if phases.reusable("samples", key, [path]):
+        rows = [json.loads(x) for x in path.read_text().splitlines()]
+        return tuple([r[c] for r in rows] for c in ("prompt", "init", "sft", "demo"))
+    train_prompts = [p for p in demos.prompts for _ in range(k)]
+    torch.manual_seed(cfg.seed)
+    init_texts = clean(HFSampler(init, tokenizer, afd.sampling).sample(demos.prompts, k))
+    torch.manual_seed(cfg.seed)
+    sft_texts = clean(HFSampler(sft, tokenizer, afd.sampling).sample(demos.prompts, k))
+    demo_texts = [
+        parts.truncate_turn(c, afd.turn_markers) for c in demos.completions for _ in range(k)
+    ]
+    texts = (train_prompts, init_texts, sft_texts, demo_texts)
+    write_jsonl(
+        path,
+        [{"prompt": p, "init": a, "sft": b, "demo": c} for p, a, b, c in zip(*texts, strict=True)],
+    )
+    phases.finish("samples", key, outputs=[path])
+    return texts
+
+
 def _demonstration_rows(cfg) -> dict[str, Any]:
     """The rows AfD reads its demonstrations (and RL prompts) from: the run's own data."""
     return {"train": cfg.data.train, "split": cfg.data.split, "max_rows": cfg.data.max_rows}
 
 
 def _reward_model(cfg, afd: AfDConfig, run_child, variant: str, tokenizer, texts):
-    """Train one variant's RM; report held-out accuracy and the length-only baseline."""
+    """Train one variant's RM (or reuse the one trained on the same rows with the same
+    settings); report held-out accuracy and the length-only baseline."""
     from irlalign.modeling.reward import load_reward_model
 
     prompts, init_texts, sft_texts, demo_texts = texts
@@ -163,10 +189,28 @@ def _reward_model(cfg, afd: AfDConfig, run_child, variant: str, tokenizer, texts
     pick = lambda xs, flag: [x for x, h in zip(xs, held, strict=True) if h == flag]  # noqa: E731
     train_rows = parts.classifier_rows(pick(prompts, False), pick(pos, False), pick(neg, False))
     test_rows = parts.classifier_rows(pick(prompts, True), pick(pos, True), pick(neg, True))
+    phases, name = PhaseLog(cfg.run_dir), f"rm_{variant}"
+    rows = json.dumps([train_rows, test_rows]).encode()
+    key = {
+        "init": fingerprint(cfg.model.path),
+        "model": dataclasses.asdict(cfg.model),
+        "rows": hashlib.sha256(rows).hexdigest(),
+        "training": afd.rm_training,
+        "seed": seed,
+    }
+    done = phases.reusable(name, key, [out])
+    if done:
+        return out, done["result"]
     path = parts.train_classifier(cfg.model.path, tokenizer, train_rows, out, afd.rm_training, seed)
-    rm = load_reward_model(path)
+    info = _discriminator_info(variant, load_reward_model(path), tokenizer, train_rows, test_rows)
+    phases.finish(name, key, info, outputs=[out])
+    return path, info
+
+
+def _discriminator_info(variant: str, rm, tokenizer, train_rows, test_rows) -> dict[str, Any]:
+    """Held-out accuracy of a BCE discriminator and the length-only baseline's."""
     lengths = lambda rows: [len(tokenizer(t, add_special_tokens=False).input_ids) for t in rows[1]]  # noqa: E731
-    return path, {
+    return {
         "loss": "bce",
         "positives": variant.split("_")[1],
         "negatives": variant.split("_")[0],
@@ -179,7 +223,28 @@ def _reward_model(cfg, afd: AfDConfig, run_child, variant: str, tokenizer, texts
     }
 
 
-def _bon_curves(cfg, afd: AfDConfig, rm_paths, sft, init, tokenizer, clean) -> dict[str, Any]:
+def _bon_curves(cfg, afd: AfDConfig, rm_paths, models, tokenizer, clean) -> dict[str, Any]:
+    """Phase 4, or its recorded curves when the same reward models and policies drew them."""
+    init, sft, sft_path = models
+    phases = PhaseLog(cfg.run_dir)
+    key = {
+        "rms": {v: fingerprint(p) for v, p in rm_paths.items()},
+        "init": fingerprint(cfg.model.path),
+        "sft": fingerprint(sft_path),
+        "model": dataclasses.asdict(cfg.model),
+        "eval": dataclasses.asdict(cfg.eval),
+        "method": [dataclasses.asdict(afd.sampling), afd.turn_markers, afd.bon_n],
+        "bon": [afd.bon_prompts, afd.bon_estimator],
+    }
+    done = phases.reusable("best_of_n", key)
+    if done:
+        return done["result"]
+    curves = _draw_bon_curves(cfg, afd, rm_paths, sft, init, tokenizer, clean)
+    phases.finish("best_of_n", key, curves)
+    return curves
+
+
+def _draw_bon_curves(cfg, afd: AfDConfig, rm_paths, sft, init, tokenizer, clean):
     import torch
 
     from irlalign.modeling.log_ratio import LogRatioReward

@@ -128,8 +128,7 @@ def train_frft(cfg: RunConfig, run_child) -> dict[str, Any]:
     frft: FRFTConfig = cfg.method_config
     run_dir = cfg.run_dir
     run = RunFolder(run_dir)
-    run.write_round_config(cfg.to_dict(), "*/round_*/round.json")
-    run.write_env(cfg.seed)
+    run.check_rounds(cfg.to_dict(), "*/round_*/round.json")
     pool = load_pool(cfg.data.train, cfg.data.split, cfg.data.max_rows)
     # ==== V_rand: fixed random held-out pairs, identical for every arm and round =============
     if cfg.data.eval:
@@ -138,6 +137,8 @@ def train_frft(cfg: RunConfig, run_child) -> dict[str, Any]:
     else:  # a slice of the pool, excluded from scoring, selection and training
         held, v_idx = pool, np.arange(len(pool) - frft.n_random_val, len(pool))
         pool = pool.head(-frft.n_random_val)
+    run.write_config(cfg.to_dict())  # the data passed validation
+    run.write_env(cfg.seed)
     ctx = FRFTRun(cfg, frft, run_child, pool, held, v_idx, vanilla="")
     # ==== the vanilla (pooled-data) RM: default init, baseline (a), fallback embedder ========
     ctx.vanilla = frft.vanilla_rm or _vanilla_rm(ctx)

@@ -47,16 +47,19 @@ def load_demos(spec: str, split: str, tokenizer, max_rows: int | None = None) ->
 
 
 def open_run(cfg):
-    """Write the run folder's config and env; returns (run folder, seed, tokenizer, demos)."""
+    """Check the folder, load the demonstrations, then write the run folder's config and env
+    (only a run that passed validation records itself); returns (run folder, seed, tokenizer,
+    demos)."""
     from irlalign.modeling.load import load_tokenizer
     from irlalign.runs import RunFolder
 
     seed = int(cfg.training.get("seed", 42))
     run = RunFolder(cfg.run_dir)
-    run.write_round_config(cfg.to_dict(), "round_*/round.json")  # adversarial rounds resume
-    run.write_env(seed)
+    run.check_rounds(cfg.to_dict(), "round_*/round.json")  # adversarial rounds resume
     tokenizer = load_tokenizer(cfg.model.path, cfg.model.trust_remote_code)
     demos = load_demos(cfg.data.train, cfg.data.split, tokenizer, cfg.data.max_rows)
+    run.write_config(cfg.to_dict())
+    run.write_env(seed)
     return run, seed, tokenizer, demos
 
 
@@ -127,6 +130,7 @@ def train_classifier(
     kwargs["output_dir"] = str(out / "trainer")
     kwargs["remove_unused_columns"] = False
     kwargs["label_names"] = ["label"]
+    (out / "metrics.jsonl").unlink(missing_ok=True)  # a redone phase starts its log afresh
     model = train_discriminator(
         model, tokenizer, data, TrainingArguments(**kwargs), out / "metrics.jsonl"
     )

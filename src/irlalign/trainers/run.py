@@ -57,6 +57,7 @@ def training_arguments(cfg: RunConfig):
     kwargs["remove_unused_columns"] = False  # completion masks are not model inputs
     kwargs.setdefault("label_names", [])
     resume = kwargs.pop("resume_from_checkpoint", None)
+    kwargs.pop("overwrite_output_dir", None)  # the library's own key, applied by `methods.train`
     skips = int(kwargs.pop("skip_nonfinite_steps", 0))
     kwargs.pop("overwrite_output_dir", None)  # the run folder's key, unknown to transformers
     guard = FiniteGuard(skips, f" under {kwargs['output_dir']}")
@@ -103,22 +104,22 @@ def train_with_trainer(cfg: RunConfig, spec) -> dict[str, Any]:
 
     from irlalign.runs import RunFolder
 
-    run = RunFolder(cfg.run_dir)
     main_process = int(os.environ.get("RANK", "0")) == 0  # under accelerate/torchrun
-    if main_process:
-        run.write_config(cfg.to_dict())
-        run.write_env(cfg.training.get("seed", 42))
     tokenizer = load_tokenizer(cfg.model.path, cfg.model.trust_remote_code)
     d = cfg.data
     train_ds, stats = load_split(cfg, spec, tokenizer, d.train, d.split, d.max_rows)
     eval_ds = None
     if d.eval:
         eval_ds, _ = load_split(cfg, spec, tokenizer, d.eval, d.eval_split, None)
-    if main_process:
-        run.log_metrics({"step": 0, **stats.as_metrics()})
+    resume = resume_checkpoint(cfg)
+    run = RunFolder(cfg.run_dir)
+    if main_process:  # the config and data passed validation: the run records itself
+        run.write_config(cfg.to_dict())
+        run.write_env(cfg.training.get("seed", 42))
+        _restart_metrics(cfg.run_dir, resume, stats.as_metrics())
     print("data:", yaml.safe_dump(stats.as_metrics(), default_flow_style=True).strip())
-    trainer, resume = build_trainer(cfg, spec, tokenizer, train_ds, eval_ds)
-    trainer.train(resume_from_checkpoint=resume)
+    trainer, _ = build_trainer(cfg, spec, tokenizer, train_ds, eval_ds)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     results = _save_final(cfg, trainer, tokenizer)
     results["data"] = stats.as_metrics()
     if cfg.eval.synthetic_task and trainer.is_world_process_zero():
@@ -127,6 +128,42 @@ def train_with_trainer(cfg: RunConfig, spec) -> dict[str, Any]:
     if trainer.is_world_process_zero():
         run.write_eval(results)
     return results
+
+
+def resume_checkpoint(cfg: RunConfig) -> Path | None:
+    """The complete `checkpoint-<n>` that `resume_from_checkpoint` names. true / "latest": the
+    newest complete one in this run's `checkpoints/` (Hugging Face would take the newest folder
+    even if a kill cut its save short); a path: that folder, if it is a complete checkpoint."""
+    from irlalign.integrity import newest_complete, trainer_checkpoint_problem
+    from irlalign.runs import wants_resume
+
+    value = cfg.training.get("resume_from_checkpoint")
+    if not wants_resume(value):
+        return None
+    if isinstance(value, str) and value.strip().lower() not in ("true", "latest"):
+        problem = trainer_checkpoint_problem(Path(value))
+        if problem:
+            raise ValueError(
+                f"training.resume_from_checkpoint: {value} is not a complete Trainer "
+                f"checkpoint ({problem})"
+            )
+        return Path(value)
+    return newest_complete(cfg.run_dir / "checkpoints", "checkpoint-", trainer_checkpoint_problem)
+
+
+def _restart_metrics(run_dir: Path, resume: Path | None, data_stats: dict[str, Any]) -> None:
+    """`metrics.jsonl` as it stood at the resumed checkpoint (later lines are logged again), or
+    empty for a run that starts over; then the data counts, once, as the step-0 line."""
+    import json
+
+    from irlalign.integrity import trainer_step
+    from irlalign.runs import RunFolder, truncate_metrics
+
+    truncate_metrics(run_dir, trainer_step(resume) if resume else -1)
+    path = run_dir / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    if not any(k.startswith("data/") for ln in lines if ln.strip() for k in json.loads(ln)):
+        RunFolder(run_dir).log_metrics({"step": 0, **data_stats})
 
 
 def _save_final(cfg: RunConfig, trainer, tokenizer) -> dict[str, Any]:
