@@ -14,6 +14,9 @@ LAYERS = {
     "config": 0,
     "runs": 0,
     "guard": 0,
+    "errors": 0,
+    "paths": 0,
+    "integrity": 0,
     "data": 1,
     "modeling": 1,
     "generation": 1,
@@ -25,6 +28,7 @@ LAYERS = {
     "trainers": 2,
     "loops": 2,
     "pipelines": 3,
+    "preflight": 3,  # checks a resolved config against loops' and models' rules
     "methods": 4,
     "integrations": 4,  # wraps other libraries' trainers around reward models
     "demo": 5,
