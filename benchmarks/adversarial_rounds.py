@@ -16,8 +16,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from online_rl import mean_se, preset, train  # noqa: E402
 
@@ -48,20 +46,21 @@ def main() -> None:
     out = Path(a.out)
     runs = {seed: run_seed(a.task, a.sft, out, seed) for seed in a.seeds}
     (out / "results.json").write_text(json.dumps(runs, indent=2, default=str))
-    starts = [start_score(a.task, a.sft, seed) for seed in a.seeds]
-    print(f"\nπ_SFT normalised score: {mean_se(starts)}\n")
+    starts = {seed: start_score(a.task, a.sft, seed) for seed in a.seeds}
+    print(f"\nπ_SFT normalised score: {mean_se(list(starts.values()))}\n")
     print("| round | disc. held-out accuracy | RL ran (seeds) | normalised score | KL(π‖π_SFT) |")
     print("|---:|---:|---:|---:|---:|")
     for k in range(len(runs[a.seeds[0]])):
         rows = [runs[s][k] for s in a.seeds]
         ran = sum(not r["rl_skipped"] for r in rows)
-        # A skipped round keeps its input policy: carry the last measured score forward.
+        # A skipped round keeps its input policy: carry the last measured score forward (π_SFT's
+        # when no round has trained yet).
         scores, kls = [], []
         for s in a.seeds:
             last = next(
                 (r["synthetic"] for r in reversed(runs[s][: k + 1]) if r["synthetic"]), None
             )
-            scores.append(last["normalised_score"] if last else np.nan)
+            scores.append(last["normalised_score"] if last else starts[s])
             kls.append(last["kl_ref"] if last else 0.0)
         acc = mean_se([r["heldout_accuracy"] for r in rows])
         print(f"| {k} | {acc} | {ran}/{len(rows)} | {mean_se(scores)} | {mean_se(kls)} |")
