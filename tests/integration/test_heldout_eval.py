@@ -73,3 +73,24 @@ def test_eval_strategy_without_heldout_data_is_one_error(smoke_task_dir, tmp_pat
     assert main(["train", "sft", "--config", str(cfg_file)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("irlalign: error: training.eval_strategy: 'steps' needs held-out")
+
+
+def test_eval_policy_matches_the_runs_heldout_mle(smoke_task_dir, tmp_path, capsys):
+    """`irlalign eval policy` on the final checkpoint gives the run's last `eval_loss/mle` (one
+    evaluation batch holds all 16 held-out rows, so both are the mean over the same tokens)."""
+    out = tmp_path / "sft"
+    cfg = _with_eval(smoke_task_dir, out, "sft", max_steps=2, per_device_eval_batch_size=16)
+    final = train(resolve("sft", cfg))["final_checkpoint"]
+    logged = [r for r in _logs(out) if "eval_loss/mle" in r][-1]["eval_loss/mle"]
+    capsys.readouterr()
+    data = str(smoke_task_dir / "demos")
+    assert main(["eval", "policy", "--model", final, "--data", data, "--max-length", "32"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n_rows"] == 16 and result["n_tokens"] > 0
+    assert result["nll_per_token"] == pytest.approx(logged, rel=1e-4)
+    assert result["perplexity"] == pytest.approx(math.exp(logged), rel=1e-4)
+    assert (
+        main(["eval", "policy", "--model", final, "--data", str(smoke_task_dir / "preferences")])
+        == 2
+    )
+    assert "policy evaluation needs prompt/completion or messages rows" in capsys.readouterr().err

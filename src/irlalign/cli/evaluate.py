@@ -1,4 +1,5 @@
-"""`irlalign eval rm`: a reward model's pairwise accuracy on held-out preference pairs."""
+"""`irlalign eval rm | policy`: a reward model's pairwise accuracy on held-out preference pairs,
+a policy's likelihood of held-out demonstrations."""
 
 from __future__ import annotations
 
@@ -22,6 +23,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rm.add_argument("--out", default=None, help="also write the JSON to this file")
     rm.add_argument("--batch-size", type=int, default=64)
     rm.set_defaults(func=run_rm)
+    policy = sub.add_parser(
+        "policy",
+        help="per-token negative log-likelihood and perplexity of held-out demonstrations",
+        description="Mean negative log-likelihood per response token (what SFT's loss/mle "
+        "measures) and its perplexity, of a causal LM on prompt/completion or messages rows.",
+    )
+    policy.add_argument("--model", required=True, help="causal LM folder")
+    policy.add_argument("--data", required=True, help="demonstrations: file, folder or hub:<id>")
+    policy.add_argument("--split", default="test", help="split of a dataset folder (default test)")
+    policy.add_argument("--out", default=None, help="also write the JSON to this file")
+    policy.add_argument("--batch-size", type=int, default=16)
+    policy.add_argument("--max-length", type=int, default=1024, help="as data.max_length")
+    policy.set_defaults(func=run_policy)
 
 
 def run_rm(args: argparse.Namespace) -> int:
@@ -32,9 +46,25 @@ def run_rm(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size: expected a number >= 1, got {args.batch_size}")
     pairs = load_pairs(args.data, args.split)  # bad data fails before the model loads
     result = evaluate_reward_model(load_reward_model(args.model, args.batch_size), pairs)
+    return _report(result, args.out)
+
+
+def run_policy(args: argparse.Namespace) -> int:
+    from irlalign.eval.policy import evaluate_policy
+
+    for flag, value in (("--batch-size", args.batch_size), ("--max-length", args.max_length)):
+        if value < 1:
+            raise ValueError(f"{flag}: expected a number >= 1, got {value}")
+    result = evaluate_policy(
+        args.model, args.data, args.split, batch_size=args.batch_size, max_length=args.max_length
+    )
+    return _report(result, args.out)
+
+
+def _report(result: dict, out: str | None) -> int:
     text = json.dumps(result, indent=2)
     print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n")
     return 0

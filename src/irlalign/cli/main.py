@@ -21,7 +21,10 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "rewards": ("write per-token rewards r_t = Q - γV' of a model on data", rewards.add_arguments),
     "train": ("train a model with one method (see `irlalign train --help`)", train.add_arguments),
     "report": ("write one self-contained HTML report of run folders", report.add_arguments),
-    "eval": ("evaluate a trained model on held-out data (`eval rm`)", evaluate.add_arguments),
+    "eval": (
+        "evaluate a trained model on held-out data (`eval rm`, `eval policy`)",
+        evaluate.add_arguments,
+    ),
 }
 
 
