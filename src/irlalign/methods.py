@@ -141,8 +141,9 @@ def resolve(method_name: str, raw: dict[str, Any]) -> RunConfig:
 
         build_section(LoopArgs, training, "training")
     else:
-        from irlalign.trainers.arguments import check_training
+        from irlalign.trainers.arguments import check_training, strategy_words
 
+        training = strategy_words(training)  # config.yaml records "no", not false
         check_training(training)
     method_config = build_section(spec.config_class(), raw.get("method"), "method")
     if spec.runner_kind == "pipeline":

@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Callable
 
 from irlalign import __version__
-from irlalign.cli import quickstart, report, rewards, synthetic, train
+from irlalign.cli import evaluate, quickstart, report, rewards, synthetic, train
 from irlalign.guard import NonFiniteError
 
 # command name -> (help, add_arguments(parser) that sets `func`)
@@ -21,6 +21,10 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "rewards": ("write per-token rewards r_t = Q - γV' of a model on data", rewards.add_arguments),
     "train": ("train a model with one method (see `irlalign train --help`)", train.add_arguments),
     "report": ("write one self-contained HTML report of run folders", report.add_arguments),
+    "eval": (
+        "evaluate a trained model on held-out data (`eval rm`, `eval policy`)",
+        evaluate.add_arguments,
+    ),
 }
 
 

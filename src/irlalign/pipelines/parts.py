@@ -120,13 +120,14 @@ def train_classifier(
     from transformers import TrainingArguments, set_seed
 
     from irlalign.modeling.load import ModelOptions, load_model
+    from irlalign.trainers.arguments import strategy_words
     from irlalign.trainers.discriminator import labelled_dataset, train_discriminator
 
     set_seed(seed)
     model = load_model(ModelOptions(path=init_path), kind="reward")
     data = labelled_dataset(tokenizer, *rows)
     kwargs = {"report_to": "none", "save_strategy": "no", "disable_tqdm": True, "seed": seed}
-    kwargs.update(training)
+    kwargs.update(strategy_words(training))
     kwargs["output_dir"] = str(out / "trainer")
     kwargs["remove_unused_columns"] = False
     kwargs["label_names"] = ["label"]

@@ -8,6 +8,9 @@ TypeError, or accept them silently (`max_steps: 0` trains one step at learning r
 
 `max_steps` follows transformers: a positive number of optimizer steps, or -1 (its default) to
 train for `num_train_epochs` epochs (default 3). Other values are errors.
+
+`eval_strategy`, `save_strategy` and `logging_strategy` accept `false` for transformers' "no":
+YAML reads an unquoted `no` (`--training.eval_strategy no`) as false.
 """
 
 from __future__ import annotations
@@ -42,6 +45,13 @@ POSITIVE = (
     "gradient_accumulation_steps",
 )
 NON_NEGATIVE = ("learning_rate", "warmup_steps", "weight_decay", "skip_nonfinite_steps")
+# Keys whose "no" value YAML 1.1 reads as the boolean false.
+STRATEGY_KEYS = ("eval_strategy", "save_strategy", "logging_strategy")
+
+
+def strategy_words(training: dict[str, Any]) -> dict[str, Any]:
+    """`training` with a false strategy value as the string "no" that transformers expects."""
+    return {**training, **{k: "no" for k in STRATEGY_KEYS if training.get(k) is False}}
 
 
 def trainer_fields() -> set[str]:
@@ -55,6 +65,7 @@ def check_training(training: dict[str, Any], section: str = "training") -> None:
     name in messages, e.g. `method.rm_training` for a pipeline phase's)."""
     from transformers import TrainingArguments
 
+    training = strategy_words(training)
     check_keys(trainer_fields() | set(LIBRARY_KEYS), training, section)
     own = {k: v for k, v in training.items() if k in LIBRARY_KEYS}
     check_types(LibraryKeys, own, section)

@@ -34,7 +34,7 @@ from irlalign.losses.ava import (
 from irlalign.modeling.attention import use_scores_attention
 from irlalign.modeling.forward import chunk_rows, forward_hidden, unwrap
 from irlalign.modeling.heads import GaussianRewardHead, LinearQHead, attach_head, get_head
-from irlalign.trainers.common import MetricStore, stack_pairs
+from irlalign.trainers.common import MethodEvalMixin, MetricStore, stack_pairs
 from irlalign.trainers.heads import HeadsCheckpointMixin
 
 REWARD_HEAD, Q_HEAD = "reward", "q"
@@ -169,7 +169,7 @@ def _rows(terms: AVATerms, rows: slice) -> AVATerms:
     return AVATerms(**{f.name: getattr(terms, f.name)[rows] for f in dataclasses.fields(terms)})
 
 
-class AVATrainer(HeadsCheckpointMixin, Trainer):
+class AVATrainer(HeadsCheckpointMixin, MethodEvalMixin, Trainer):
     """`transformers.Trainer` with −F_d (demonstrations) or −(F_p + F_c) (preferences)."""
 
     def __init__(self, *args, method: AVAConfig | None = None, **kwargs):
@@ -218,6 +218,3 @@ class AVATrainer(HeadsCheckpointMixin, Trainer):
         sums = summed_score(terms.mu, both["completion_mask"], shift=cfg.shift).detach()
         metrics["rewards/accuracy_sum"] = (sums[:half] > sums[half:]).float().mean()
         return loss, metrics
-
-    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        super().log(self.metric_store.merge_into(logs), *args, **kwargs)

@@ -19,7 +19,7 @@ from transformers import PreTrainedModel, Trainer, TrainingArguments
 
 from irlalign.data.collate import pad_right, padded_length
 from irlalign.losses import bce_discriminator_loss
-from irlalign.trainers.common import JsonlMetricsCallback, MetricStore
+from irlalign.trainers.common import JsonlMetricsCallback, MethodEvalMixin, MetricStore
 
 
 @dataclass
@@ -31,14 +31,14 @@ class DiscriminatorConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
 
-class DiscriminatorTrainer(Trainer):
+class DiscriminatorTrainer(MethodEvalMixin, Trainer):
     """`transformers.Trainer` with the BCE loss on a one-label classifier's logit.
 
     Batches carry ``input_ids``, ``attention_mask`` and a float ``label`` (see
     :class:`LabelledCollator`). The key is ``label``, not HF's ``labels``, so that `Trainer`
     does not count "items" for the loss (it would count label positions as tokens) and divides
-    the batch-mean loss by the gradient-accumulation steps as usual. For `evaluate`, pass
-    ``label_names=["label"]`` in the `TrainingArguments` so the loss goes through here too.
+    the batch-mean loss by the gradient-accumulation steps as usual. `evaluate` computes the
+    same loss (`MethodEvalMixin`).
     """
 
     def __init__(self, *args, method: DiscriminatorConfig | None = None, **kwargs):
@@ -62,9 +62,6 @@ class DiscriminatorTrainer(Trainer):
         )
         self.metric_store.add(metrics)
         return (loss, {"loss": loss, "logits": logits}) if return_outputs else loss
-
-    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        super().log(self.metric_store.merge_into(logs), *args, **kwargs)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from transformers import Trainer
 
 from irlalign.losses import causal_logps, dpo_loss
 from irlalign.modeling.forward import chunk_rows, hidden_and_head
-from irlalign.trainers.common import MetricStore, stack_pairs
+from irlalign.trainers.common import MethodEvalMixin, MetricStore, stack_pairs
 
 
 @dataclass
@@ -39,7 +39,7 @@ def sequence_logps(model, batch, chunk_tokens: int | None) -> torch.Tensor:
     return torch.where(mask, logp, torch.zeros_like(logp)).sum(1)
 
 
-class DPOTrainer(Trainer):
+class DPOTrainer(MethodEvalMixin, Trainer):
     """`transformers.Trainer` with the DPO loss; `ref_model` is frozen and never saved."""
 
     def __init__(self, *args, ref_model=None, method: DPOConfig | None = None, **kwargs):
@@ -68,6 +68,3 @@ class DPOTrainer(Trainer):
         )
         self.metric_store.add(metrics)
         return (loss, {"loss": loss}) if return_outputs else loss
-
-    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        super().log(self.metric_store.merge_into(logs), *args, **kwargs)

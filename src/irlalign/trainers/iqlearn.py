@@ -20,7 +20,7 @@ from irlalign.losses import IQTerms, iq_terms, iqlearn_offline_loss, sequence_re
 from irlalign.losses.iqlearn import iqlearn_online_expert_loss, iqlearn_online_policy_loss
 from irlalign.modeling.forward import chunk_rows, eos_id, hidden_and_head, pad_id, unwrap
 from irlalign.modeling.heads import VALUE_HEAD, ScalarHead, attach_head, get_head
-from irlalign.trainers.common import MetricStore, token_normaliser
+from irlalign.trainers.common import MethodEvalMixin, MetricStore, token_normaliser
 from irlalign.trainers.heads import HeadsCheckpointMixin
 
 TRUNCATION_MODES = ("bootstrap", "drop")
@@ -64,7 +64,7 @@ class IQLearnConfig:
             raise ValueError("policy_samples must be >= 1 or None")
 
 
-class IQLearnTrainer(HeadsCheckpointMixin, Trainer):
+class IQLearnTrainer(HeadsCheckpointMixin, MethodEvalMixin, Trainer):
     """`transformers.Trainer` whose loss is Eq. (14) on expert (demonstration) tokens."""
 
     def __init__(self, *args, method: IQLearnConfig | None = None, **kwargs):
@@ -162,6 +162,3 @@ class IQLearnTrainer(HeadsCheckpointMixin, Trainer):
         )
         device = inputs["input_ids"].device
         return PolicySamples(*(t.to(device) for t in vars(samples).values()))
-
-    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        super().log(self.metric_store.merge_into(logs), *args, **kwargs)

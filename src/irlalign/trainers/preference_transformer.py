@@ -15,7 +15,7 @@ from irlalign.losses import bradley_terry_loss
 from irlalign.modeling.forward import forward_hidden, unwrap
 from irlalign.modeling.heads import PreferenceAttentionHead, attach_head, get_head
 from irlalign.trainers.ava import freeze_untied_lm_head
-from irlalign.trainers.common import MetricStore, stack_pairs
+from irlalign.trainers.common import MethodEvalMixin, MetricStore, stack_pairs
 from irlalign.trainers.heads import HeadsCheckpointMixin
 
 PREFERENCE_HEAD = "preference"
@@ -37,7 +37,7 @@ def preference_scores(model: torch.nn.Module, batch: dict[str, torch.Tensor]) ->
     return (w * r).sum(1)
 
 
-class PreferenceTransformerTrainer(HeadsCheckpointMixin, Trainer):
+class PreferenceTransformerTrainer(HeadsCheckpointMixin, MethodEvalMixin, Trainer):
     """`transformers.Trainer` with the Bradley–Terry loss on preference-attention scores."""
 
     def __init__(self, *args, method: PreferenceTransformerConfig | None = None, **kwargs):
@@ -56,6 +56,3 @@ class PreferenceTransformerTrainer(HeadsCheckpointMixin, Trainer):
         loss, metrics = bradley_terry_loss(scores[:half], scores[half:], margin=self.method.margin)
         self.metric_store.add(metrics)
         return (loss, {"loss": loss}) if return_outputs else loss
-
-    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        super().log(self.metric_store.merge_into(logs), *args, **kwargs)

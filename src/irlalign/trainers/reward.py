@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from transformers import Trainer
 
 from irlalign.losses import bradley_terry_loss
-from irlalign.trainers.common import MetricStore, stack_pairs
+from irlalign.trainers.common import MethodEvalMixin, MetricStore, stack_pairs
 
 
 @dataclass
@@ -20,7 +20,7 @@ class RewardConfig:
             raise ValueError("margin must be >= 0")
 
 
-class RewardTrainer(Trainer):
+class RewardTrainer(MethodEvalMixin, Trainer):
     """`transformers.Trainer` with the Bradley–Terry loss on the scalar head's scores."""
 
     def __init__(self, *args, method: RewardConfig | None = None, **kwargs):
@@ -41,6 +41,3 @@ class RewardTrainer(Trainer):
         loss, metrics = bradley_terry_loss(scores[:half], scores[half:], margin=self.method.margin)
         self.metric_store.add(metrics)
         return (loss, {"loss": loss}) if return_outputs else loss
-
-    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        super().log(self.metric_store.merge_into(logs), *args, **kwargs)

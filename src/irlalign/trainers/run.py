@@ -11,6 +11,7 @@ from irlalign.config import RunConfig
 from irlalign.guard import FiniteGuard
 from irlalign.modeling.forward import unwrap
 from irlalign.modeling.load import frozen_copy, load_model, load_tokenizer
+from irlalign.trainers.arguments import strategy_words
 
 
 def load_split(cfg: RunConfig, spec, tokenizer, source: str, split: str, max_rows: int | None):
@@ -51,7 +52,8 @@ def training_arguments(cfg: RunConfig):
         "save_steps": 500,
         "save_total_limit": 2,
         "disable_tqdm": False,
-        **cfg.training,
+        **eval_defaults(cfg),
+        **strategy_words(cfg.training),
     }
     kwargs["output_dir"] = str(cfg.run_dir / "checkpoints")
     kwargs["remove_unused_columns"] = False  # completion masks are not model inputs
@@ -62,6 +64,27 @@ def training_arguments(cfg: RunConfig):
     kwargs.pop("overwrite_output_dir", None)  # the run folder's key, unknown to transformers
     guard = FiniteGuard(skips, f" under {kwargs['output_dir']}")
     return TrainingArguments(**kwargs), resume, guard
+
+
+def eval_defaults(cfg: RunConfig) -> dict[str, Any]:
+    """With `data.eval` and no `eval_strategy`, evaluate every `eval_steps` (transformers'
+    default for them: `logging_steps`) and after the last step, which transformers adds to a
+    "steps" run. TRL evaluates only when asked, but a held-out file given and never read would
+    be a silent no-op; `eval_strategy: "no"` keeps it unread (it is still validated)."""
+    if cfg.data.eval and "eval_strategy" not in cfg.training:
+        return {"eval_strategy": "steps"}
+    return {}
+
+
+def check_eval_data(cfg: RunConfig) -> None:
+    """An evaluation strategy needs a held-out set; transformers would say so only after the
+    model has loaded."""
+    strategy = strategy_words(cfg.training).get("eval_strategy", "no")
+    if strategy != "no" and not cfg.data.eval:
+        raise ValueError(
+            f"training.eval_strategy: '{strategy}' needs held-out data; set data.eval "
+            "(or eval_strategy: 'no')"
+        )
 
 
 def data_kind_of(dataset) -> str:
@@ -105,6 +128,7 @@ def train_with_trainer(cfg: RunConfig, spec) -> dict[str, Any]:
     from irlalign.runs import RunFolder
 
     main_process = int(os.environ.get("RANK", "0")) == 0  # under accelerate/torchrun
+    check_eval_data(cfg)
     tokenizer = load_tokenizer(cfg.model.path, cfg.model.trust_remote_code)
     d = cfg.data
     train_ds, stats = load_split(cfg, spec, tokenizer, d.train, d.split, d.max_rows)

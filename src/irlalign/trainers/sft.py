@@ -8,7 +8,7 @@ from transformers import Trainer
 
 from irlalign.losses import causal_logps, sft_entropy_loss, sft_loss
 from irlalign.modeling.forward import chunk_rows, hidden_and_head
-from irlalign.trainers.common import MetricStore, token_normaliser
+from irlalign.trainers.common import MethodEvalMixin, MetricStore, token_normaliser
 
 
 @dataclass
@@ -23,7 +23,7 @@ class SFTConfig:
             raise ValueError("chunk_tokens must be >= 1 or None")
 
 
-class SFTTrainer(Trainer):
+class SFTTrainer(MethodEvalMixin, Trainer):
     """`transformers.Trainer` with the chunked fp32 MLE loss over response tokens only."""
 
     def __init__(self, *args, method: SFTConfig | None = None, **kwargs):
@@ -53,6 +53,3 @@ class SFTTrainer(Trainer):
         self.metric_store.add(metrics)
         loss = loss * scale
         return (loss, {"loss": loss}) if return_outputs else loss
-
-    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        super().log(self.metric_store.merge_into(logs), *args, **kwargs)
