@@ -24,11 +24,18 @@ ORACLE_ROWS = (
     ("styled demonstrator", "oracle:styled"),
 )
 # The online rows are the RLOO preset shortened to 50 iterations of 16 prompts × 4 samples (a
-# quarter of its batch, to keep the demo within 3 minutes), evaluated at the end only.
+# quarter of its batch, to keep the demo within 3 minutes), evaluated at the end only, without
+# the preset's final decay (longer than the whole shortened run).
 SHORT_RL = {
     "method": {"k": 4, "prompts_per_step": 16},
-    "training": {"max_steps": 50, "logging_steps": 25, "eval_steps": None},
+    "training": {
+        "max_steps": 50,
+        "logging_steps": 25,
+        "eval_steps": None,
+        "lr_scheduler_type": "constant_with_warmup",
+    },
 }
+NO_DECAY = ("training.lr_scheduler_kwargs",)  # the decay's arguments go with it
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,14 @@ ROWS = (
         "rm_preference_transformer",
     ),
     Row("AVA-p", "reward_model", "ava", "rm_ava"),
-    Row("RLOO against r*, dense (50 iterations)", "online", "rloo", "rloo_gold", SHORT_RL),
+    Row(
+        "RLOO against r*, dense (50 iterations)",
+        "online",
+        "rloo",
+        "rloo_gold",
+        SHORT_RL,
+        drop=NO_DECAY,
+    ),
     Row(
         "RLOO against AVA-p dense rewards (50 iterations)",
         "online",
@@ -70,6 +84,7 @@ ROWS = (
             },
         },
         needs=("rm_ava",),
+        drop=NO_DECAY,
     ),
     # AfD's four discriminators (50 steps each, on the first 300 demonstration prompts) and
     # best-of-N over a pool of 16 samples of the SFT row per prompt.

@@ -82,6 +82,13 @@ class LoopArgs:
             "num_decay_steps" not in self.lr_scheduler_kwargs
         ):
             raise ValueError("warmup_stable_decay needs lr_scheduler_kwargs.num_decay_steps")
+        if self.lr_scheduler_type == "warmup_stable_decay" and (
+            self.warmup_steps + int(self.lr_scheduler_kwargs["num_decay_steps"]) > self.max_steps
+        ):
+            raise ValueError(
+                "warmup_stable_decay: warmup_steps + lr_scheduler_kwargs.num_decay_steps must "
+                f"not exceed max_steps ({self.max_steps})"
+            )
 
 
 @dataclass
