@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 def test_exponent_floats_in_configs_are_numbers():
     from irlalign.config import coerce_numbers
