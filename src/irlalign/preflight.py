@@ -22,16 +22,12 @@ from typing import Any
 from irlalign.config import RunConfig
 from irlalign.paths import hub_id, local_path, missing_message
 
-GAIL_PREFIX = "gail:"  # `reward_model: gail:<folder>`, a discriminator used as a reward
-
 
 def check_inputs(cfg: RunConfig, runner_kind: str) -> None:
     models = [("model.path", cfg.model.path)]
     if cfg.reference is not None:
         models.append(("model.reference_path", cfg.reference.path))
-    reward = _reward_folder(cfg.method_config)
-    if reward is not None:
-        models.append(("method.reward_model", reward))
+    models += [("method.reward_model", folder) for folder in _reward_folders(cfg.method_config)]
     configs = {key: _model_config(path, key) for key, path in models}
     _check_data(cfg.data.train, "data.train")
     if cfg.data.eval:
@@ -62,13 +58,14 @@ def _model_config(path: str, key: str) -> dict[str, Any] | None:
         raise _with_key(key, err) from None
 
 
-def _reward_folder(method_config: Any) -> str | None:
-    """The model folder an RL method's `reward_model` names (None for `gold`, the task's r*)."""
+def _reward_folders(method_config: Any) -> list[str]:
+    """The model folders an RL method's `reward_model` names (none for `gold`, the task's r*)."""
     from irlalign.loops.setup import GOLD, RLConfig
+    from irlalign.modeling.reward_specs import reward_spec_folders
 
     if not isinstance(method_config, RLConfig) or method_config.reward_model == GOLD:
-        return None
-    return method_config.reward_model.removeprefix(GAIL_PREFIX)
+        return []
+    return reward_spec_folders(method_config.reward_model)
 
 
 def _needs_task(method_config: Any) -> bool:

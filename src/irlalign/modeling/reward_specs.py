@@ -7,6 +7,20 @@ from __future__ import annotations
 from irlalign.modeling.reward import RewardModel, load_reward_model
 
 
+def reward_spec_folders(spec: str) -> list[str]:
+    """The model folders a ``reward_model`` string names, without loading anything (for checks
+    before a run starts)."""
+    from irlalign.modeling import gail_reward, implicit_reward, log_ratio
+
+    # each prefix, and whether its folders are a comma-separated pair
+    prefixes = {gail_reward.PREFIX: False, implicit_reward.PREFIX: True, log_ratio.PREFIX: True}
+    for prefix, paired in prefixes.items():
+        if spec.startswith(prefix):
+            rest = spec[len(prefix) :]
+            return [part.strip() for part in rest.split(",")] if paired else [rest]
+    return [spec]
+
+
 def load_reward_spec(spec: str, batch_size: int = 64) -> RewardModel:
     """The `RewardModel` a ``reward_model`` string names; a plain string is a folder."""
     from irlalign.modeling import gail_reward, implicit_reward, log_ratio
