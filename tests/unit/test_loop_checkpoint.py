@@ -54,3 +54,10 @@ def test_a_loop_state_reads_back_with_its_rng_states(tmp_path):
     np.testing.assert_array_equal(np.random.random_sample(3), expected)
     random.setstate(back["rng"]["python"])
     assert random.random() == random.Random(4).random()
+
+
+def test_console_line_keeps_small_numbers_readable():
+    from irlalign.loops.step import console_line
+
+    line = console_line({"step": 3, "rl/lr": 1e-6, "loss/total": 0.123456, "note": "x"})
+    assert line == "rl/lr=1e-06 loss/total=0.1235"

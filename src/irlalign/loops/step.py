@@ -149,8 +149,7 @@ def end_step(
         if ctx.accelerator.is_main_process:
             RunFolder(ctx.run_dir).log_metrics(metrics)
             if not args.disable_tqdm:
-                shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
-                print(f"step {step}/{args.max_steps}", shown, flush=True)
+                print(f"step {step}/{args.max_steps}", console_line(metrics), flush=True)
         ctx.accelerator.log(metrics, step=step)
     if step % args.save_steps == 0 and ctx.accelerator.is_main_process:
         save_checkpoint(
@@ -188,6 +187,12 @@ def log_completions(ctx: LoopContext, rollouts: Rollouts, raw: Tensor) -> None:
         rows.append(row)
     with open(ctx.run_dir / "samples.jsonl", "a") as f:
         f.writelines(json.dumps(row) + "\n" for row in rows)
+
+
+def console_line(metrics: dict[str, Any]) -> str:
+    """The float metrics with 4 significant digits (a learning rate of 1e-6 stays readable,
+    where rounding to decimals would print 0.0)."""
+    return " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
 
 
 def eval_metrics(ctx: LoopContext) -> dict[str, float]:
