@@ -93,7 +93,7 @@ def extract_to_jsonl(
     max_length: int | None = 1024,
     max_rows: int | None = None,
 ) -> int:
-    """Write one JSON line per (prompt, response) row: tokens, r_hat per token and the sums."""
+    """Write one JSON line per (prompt, response) row: tokens, rewards per token and the sums."""
     from irlalign.data.tokenize import Truncation, tokenize_dataset
     from irlalign.modeling.heads import load_heads
     from irlalign.modeling.load import ModelOptions, load_model, load_tokenizer
@@ -118,12 +118,18 @@ def extract_to_jsonl(
     return len(ds)
 
 
+def token_pieces(tokenizer, ids: list[int]) -> list[str]:
+    """Each token decoded on its own, so the pieces read as text (" Cook", not the byte-level
+    spelling "ĠCook") and join back into the response."""
+    return [tokenizer.decode([i]) for i in ids]
+
+
 def _row(tok, input_ids: Tensor, tr: TokenRewards, b: int) -> dict:
     mask = tr.completion_mask[b]
     actions = input_ids[1:][mask]
     return {
-        "tokens": tok.convert_ids_to_tokens(actions.tolist()),
-        "r_hat": tr.r_hat[b][mask].tolist(),
+        "tokens": token_pieces(tok, actions.tolist()),
+        "rewards": tr.r_hat[b][mask].tolist(),
         "logp": tr.per_token_logps[b][mask].tolist(),
         "sequence_reward": float(tr.sequence_reward[b]),
         "sequence_reward_discounted": float(tr.sequence_reward_discounted[b]),
@@ -157,7 +163,7 @@ def reward_model_to_jsonl(
     with open(out, "w") as f:
         for row, score in zip(rm.token_rewards(prompts, responses), scores, strict=True):
             record = {
-                "tokens": rm.tokenizer.convert_ids_to_tokens(row.token_ids),
+                "tokens": token_pieces(rm.tokenizer, list(row.token_ids)),
                 "rewards": row.rewards.tolist(),
                 "sigma": None if row.sigma is None else row.sigma.tolist(),
                 "score": float(score),

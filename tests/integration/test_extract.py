@@ -56,5 +56,5 @@ def test_rewards_cli_writes_jsonl(smoke_task_dir, tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 16
     first = rows[0]
-    assert first["tokens"][-1] == "<eos>" and len(first["r_hat"]) == len(first["tokens"])
-    assert abs(sum(first["r_hat"]) - first["sequence_reward"]) < 1e-4
+    assert first["tokens"][-1] == "<eos>" and len(first["rewards"]) == len(first["tokens"])
+    assert abs(sum(first["rewards"]) - first["sequence_reward"]) < 1e-4

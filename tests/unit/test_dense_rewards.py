@@ -70,7 +70,7 @@ def test_implicit_token_rewards_equal_the_rewards_cli(smoke_task_dir, pi_init, d
     written = [json.loads(line) for line in out.read_text().splitlines()]
     rows = load_reward_spec(f"implicit:{pi_init}").token_rewards(*demos)
     for row, want in zip(rows, written, strict=True):
-        np.testing.assert_allclose(row.rewards, want["r_hat"], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(row.rewards, want["rewards"], rtol=1e-5, atol=1e-5)
         assert row.rewards.sum() == pytest.approx(want["sequence_reward"], abs=1e-4)
 
 

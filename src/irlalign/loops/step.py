@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from irlalign.extract import token_pieces
 from irlalign.generation.rewards import completion_ids
 from irlalign.generation.sampling import HFSampler, Rollouts, SamplingConfig
 from irlalign.guard import NonFiniteError
@@ -182,7 +183,7 @@ def log_completions(ctx: LoopContext, rollouts: Rollouts, raw: Tensor) -> None:
             "reward": float(sum(rewards)),
         }
         if dense:
-            row["tokens"] = [ctx.tokenizer.decode([i]) for i in completion_ids(rollouts, b)]
+            row["tokens"] = token_pieces(ctx.tokenizer, completion_ids(rollouts, b))
             row["token_rewards"] = rewards
         rows.append(row)
     with open(ctx.run_dir / "samples.jsonl", "a") as f:
