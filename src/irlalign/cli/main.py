@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Callable
 
 from irlalign import __version__
-from irlalign.cli import evaluate, quickstart, report, rewards, synthetic, train
+from irlalign.cli import evaluate, quickstart, report, rewards, sample, synthetic, train
 from irlalign.guard import NonFiniteError
 
 # command name -> (help, add_arguments(parser) that sets `func`)
@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "synthetic": ("build and evaluate on the synthetic benchmark", synthetic.add_arguments),
     "rewards": ("write per-token rewards r_t = Q - γV' of a model on data", rewards.add_arguments),
     "train": ("train a model with one method (see `irlalign train --help`)", train.add_arguments),
+    "sample": ("print a few generations of a model on prompts", sample.add_arguments),
     "report": ("write one self-contained HTML report of run folders", report.add_arguments),
     "eval": (
         "evaluate a trained model on held-out data (`eval rm`, `eval policy`)",
