@@ -14,19 +14,17 @@ them a reward. With a reference model its implicit reward is subtracted token by
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from irlalign.modeling.reward import ResponseRewards, batched_scores, batched_token_rewards
+from irlalign.modeling.reward import BatchedReward
 
 PREFIX = "implicit:"  # reward_model spec: "implicit:<checkpoint>" or "implicit:<ckpt>,<reference>"
 
 
-class ImplicitReward:
+class ImplicitReward(BatchedReward):
     """`RewardModel` from a causal LM's implicit rewards r_t (minus a reference's, if given).
 
     Tokenisation is that of every reward model here (`response_batches`: prompt and response
@@ -52,14 +50,6 @@ class ImplicitReward:
         self.model, self.tokenizer, self.gamma = model.eval(), tokenizer, gamma
         self.reference = None if reference is None else reference.eval()
         self.batch_size, self.chunk_tokens = batch_size, chunk_tokens
-
-    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
-        return batched_scores(self, prompts, responses)
-
-    def token_rewards(
-        self, prompts: Sequence[str], responses: Sequence[str]
-    ) -> list[ResponseRewards]:
-        return batched_token_rewards(self, prompts, responses)
 
     def _implicit(self, model, batch: dict[str, Tensor]) -> Tensor:
         """(B, L) r_t of ``model``, indexed like ``input_ids`` (token k's reward at index k)."""

@@ -9,18 +9,15 @@ with length, and it needs no training: two causal LMs sharing one tokenizer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import numpy as np
 import torch
 from torch import Tensor
 
-from irlalign.modeling.reward import ResponseRewards, batched_scores, batched_token_rewards
+from irlalign.modeling.reward import BatchedReward
 
 PREFIX = "log_ratio:"  # reward_model spec: "log_ratio:<policy>,<reference>"
 
 
-class LogRatioReward:
+class LogRatioReward(BatchedReward):
     """`RewardModel` from π_SFT (``sft_model``) and π_init (``init_model``).
 
     ``normalise=False``: score = Σ_t r_t over the response tokens; ``normalise=True``: that sum
@@ -47,14 +44,6 @@ class LogRatioReward:
         self.model, self.init_model = sft_model.eval(), init_model.eval()
         self.tokenizer, self.normalise = tokenizer, normalise
         self.batch_size, self.chunk_tokens = batch_size, chunk_tokens
-
-    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
-        return batched_scores(self, prompts, responses)
-
-    def token_rewards(
-        self, prompts: Sequence[str], responses: Sequence[str]
-    ) -> list[ResponseRewards]:
-        return batched_token_rewards(self, prompts, responses)
 
     def _logps(self, model, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Action-aligned (B, L − 1) log π(a_t|s_t) and response mask, on ``batch``'s device."""

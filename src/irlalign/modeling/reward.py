@@ -103,12 +103,9 @@ def at_last(values: Tensor, attention_mask: Tensor) -> Tensor:
     return out.scatter(1, last_positions(attention_mask)[:, None], values[:, None])
 
 
-class SequenceClassifierReward:
-    """A sequence-classification model with one label (Bradley–Terry RM): the score is the head's
-    output at the last token; as token rewards, all of it sits on the final response token."""
-
-    def __init__(self, model, tokenizer, batch_size: int = 64):
-        self.model, self.tokenizer, self.batch_size = model.eval(), tokenizer, batch_size
+class BatchedReward:
+    """`score` and `token_rewards` in batches of `batch_size` through the subclass's `_score`
+    or its per-token `_token_rewards` (see `batched_scores` / `batched_token_rewards`)."""
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         return batched_scores(self, prompts, responses)
@@ -117,6 +114,14 @@ class SequenceClassifierReward:
         self, prompts: Sequence[str], responses: Sequence[str]
     ) -> list[ResponseRewards]:
         return batched_token_rewards(self, prompts, responses)
+
+
+class SequenceClassifierReward(BatchedReward):
+    """A sequence-classification model with one label (Bradley–Terry RM): the score is the head's
+    output at the last token; as token rewards, all of it sits on the final response token."""
+
+    def __init__(self, model, tokenizer, batch_size: int = 64):
+        self.model, self.tokenizer, self.batch_size = model.eval(), tokenizer, batch_size
 
     def _score(self, batch: dict[str, Tensor]) -> Tensor:
         ids, am = batch["input_ids"], batch["attention_mask"]
@@ -126,20 +131,12 @@ class SequenceClassifierReward:
         return at_last(self._score(batch).float(), batch["attention_mask"]), None
 
 
-class PreferenceTransformerReward:
+class PreferenceTransformerReward(BatchedReward):
     """S(y) = Σ_t w_t r_t; token rewards w_t·r_t on response tokens, with the prompt tokens'
     share (the attention also weighs them) added to the final token so the sum is S(y)."""
 
     def __init__(self, model, tokenizer, batch_size: int = 64):
         self.model, self.tokenizer, self.batch_size = model.eval(), tokenizer, batch_size
-
-    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
-        return batched_scores(self, prompts, responses)
-
-    def token_rewards(
-        self, prompts: Sequence[str], responses: Sequence[str]
-    ) -> list[ResponseRewards]:
-        return batched_token_rewards(self, prompts, responses)
 
     def _parts(self, batch: dict[str, Tensor]) -> Tensor:
         from irlalign.modeling.forward import forward_hidden
@@ -160,21 +157,13 @@ class PreferenceTransformerReward:
         return torch.where(cm, wr, torch.zeros_like(wr)) + last, None
 
 
-class AVAReward:
+class AVAReward(BatchedReward):
     """AVA's posterior mean, read with the shift, reward weights and sequence score the head was
     trained with: score = w_T·μ_T of the final token (AVA-p) or the summed w_k·μ_k over the
     scored transitions (AVA-d); token rewards w_k·μ_k (σ scaled alike)."""
 
     def __init__(self, model, tokenizer, batch_size: int = 64):
         self.model, self.tokenizer, self.batch_size = model.eval(), tokenizer, batch_size
-
-    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
-        return batched_scores(self, prompts, responses)
-
-    def token_rewards(
-        self, prompts: Sequence[str], responses: Sequence[str]
-    ) -> list[ResponseRewards]:
-        return batched_token_rewards(self, prompts, responses)
 
     def _posterior(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         from irlalign.losses.ava import RWT_NONE, head_weights
