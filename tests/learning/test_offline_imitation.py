@@ -16,22 +16,22 @@ from irlalign.methods import resolve, train
 pytestmark = pytest.mark.learning
 
 
-@pytest.mark.parametrize(
-    ("method", "cfg", "floor"),
-    [
-        ("sft", {}, 0.45),
-        ("iqlearn", {"lam": 0.1}, 0.35),
-    ],
-)
-def test_learns_from_demonstrations(method, cfg, floor, default_task_dir, tmp_path):
-    method_name, raw = preset_config(
-        method,
-        task_dir=default_task_dir,
-        runs_root=tmp_path,
-        output_dir=tmp_path / method,
-        seed=0,
-        overrides={"method": cfg, "training": {"save_steps": 10**6}},
-    )
-    result = train(resolve(method_name, raw))["synthetic"]
+def _check(result: dict, floor: float) -> None:
     assert result["normalised_score"] > floor
     assert result["invalid_mass"] < 0.01  # the model stays inside the task's vocabulary
+
+
+def test_sft_learns_from_demonstrations(sft_run):
+    _check(sft_run["synthetic"], 0.45)  # the session's shared π_SFT (tests/learning/conftest.py)
+
+
+def test_iqlearn_learns_from_demonstrations(default_task_dir, tmp_path):
+    method_name, raw = preset_config(
+        "iqlearn",
+        task_dir=default_task_dir,
+        runs_root=tmp_path,
+        output_dir=tmp_path / "iqlearn",
+        seed=0,
+        overrides={"method": {"lam": 0.1}, "training": {"save_steps": 10**6}},
+    )
+    _check(train(resolve(method_name, raw))["synthetic"], 0.35)

@@ -57,22 +57,22 @@ def test_rl_against_the_true_reward(
         assert result["gap_closed"] > gap_floor
 
 
-def test_afd_best_of_n_beats_the_single_sft_sample(default_task_dir, tmp_path):
-    raw = _preset("afd", default_task_dir, tmp_path / "afd")
-    raw["method"].update(bon_n=[1, 16], bon_prompts=128)
+def test_afd_best_of_n_beats_the_single_sft_sample(default_task_dir, sft_run, tmp_path):
+    raw = _preset("afd", default_task_dir, tmp_path / "afd")  # its SFT phase = the SFT preset
+    raw["method"].update(bon_n=[1, 16], bon_prompts=128, sft_model=sft_run["final_checkpoint"])
     curves = train(resolve("afd", raw))["best_of_n"]["curves"]
     for ranker, margin in (("init_sft", 0.15), ("log_ratio_sum", 0.3)):
         one, sixteen = (p["normalised_score"] for p in curves[ranker])
         assert sixteen - one > margin, ranker
 
 
-def test_frft_round_improves_on_the_sft_policy(default_task_dir, tmp_path):
+def test_frft_round_improves_on_the_sft_policy(default_task_dir, sft_run, tmp_path):
     """One FRFT round (top-mean subset of 200 + 50 pairs from an 800-pair pool, BT refit, 25 PPO
     iterations against it with the PPO preset's settings, KL 0.05 to π_SFT) raises the gold
     score above π_SFT's. Measured (seed 0): π_SFT 0.603 → 0.707 (KL to π_ref 9.9); refit RM
     accuracy on the aligned validation pairs 0.82 (the pooled RM had 1.00 on them), on random
     held-out pairs 0.615."""
-    sft = train(resolve("sft", _preset("sft", default_task_dir, tmp_path / "sft")))
+    sft = sft_run
     raw = _preset("frft", default_task_dir, tmp_path / "frft")
     raw["model"]["path"] = sft["final_checkpoint"]
     raw["data"]["max_rows"] = 800
