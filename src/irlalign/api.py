@@ -116,9 +116,18 @@ def build_config(
     for key in in_memory:
         raw["data"][key] = PENDING
     cfg = _with_hint(lambda: resolve(method, raw), ARGUMENT_FOR)
-    for key, rows in in_memory.items():
-        setattr(cfg.data, key, _store(method, rows, f"data.{key}"))
+    if in_memory:
+        _store_all(method, cfg, in_memory)
     return cfg
+
+
+def _store_all(method: str, cfg: RunConfig, in_memory: dict[str, Any]) -> None:
+    """Check every set of rows given in memory, then store them and point the config at them."""
+    from irlalign.data.loading import store_dataset
+
+    tables = {key: _checked_table(method, rows, f"data.{key}") for key, rows in in_memory.items()}
+    for key, table in tables.items():
+        setattr(cfg.data, key, store_dataset(table, dataset_store()))
 
 
 def raw_config(
@@ -222,22 +231,21 @@ def _is_in_memory(value: Any) -> bool:
     return datasets is not None and isinstance(value, datasets.Dataset)
 
 
-def _store(method: str, rows: Any, key: str) -> str:
-    """Validate and store rows given in memory, refusing data the method does not train on."""
+def _checked_table(method: str, rows: Any, key: str):
+    """Rows given in memory, validated, as a `Dataset`; refused when the method does not train
+    on their kind of data."""
     from irlalign.data.formats import IN_MEMORY
-    from irlalign.data.loading import store_in_memory
+    from irlalign.data.loading import table_in_memory
 
+    table, checked = table_in_memory(rows, key)
     wanted = spec_of(method).data_kind
-
-    def accept(checked) -> None:
-        got = "preference" if checked.fmt.kind == "preference" else "demonstrations"
-        if wanted in ("demonstrations", "preference") and wanted != got:
-            raise ValueError(
-                f"{key}: method '{method}' needs {wanted} data, got {checked.fmt.kind} rows in "
-                f"{IN_MEMORY}"
-            )
-
-    return store_in_memory(rows, key, dataset_store(), accept)
+    got = "preference" if checked.fmt.kind == "preference" else "demonstrations"
+    if wanted in ("demonstrations", "preference") and wanted != got:
+        raise ValueError(
+            f"{key}: method '{method}' needs {wanted} data, got {checked.fmt.kind} rows in "
+            f"{IN_MEMORY}"
+        )
+    return table
 
 
 def dataset_store() -> Path:

@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -318,18 +318,17 @@ def is_in_memory(value: Any) -> bool:
     return isinstance(value, list | tuple | Dataset)
 
 
-def store_in_memory(
-    rows: Any, key: str, root: Path, accept: Callable[[ValidatedFormat], None] | None = None
-) -> str:
-    """Validate rows given in memory (errors name `key` and "row N of the given dataset"),
-    let `accept` refuse their format, and store them under `root`, once per content; returns
-    the folder."""
+def table_in_memory(rows: Any, key: str) -> tuple[Dataset, ValidatedFormat]:
+    """Rows given in memory, validated (errors name `key` and "row N of the given dataset"),
+    as a `Dataset`, with their format."""
     if isinstance(rows, tuple):
         rows = list(rows)
     checked = check_in_memory(rows, key)
-    if accept is not None:
-        accept(checked)
-    dataset = rows if isinstance(rows, Dataset) else _as_table(rows, key)
+    return (rows if isinstance(rows, Dataset) else _as_table(rows, key)), checked
+
+
+def store_dataset(dataset: Dataset, root: Path) -> str:
+    """Store `dataset` under `root` in a folder named by its content, once; returns the folder."""
     folder = Path(root) / _digest(dataset)
     if not (folder / "state.json").is_file():
         _save_once(dataset, folder)
