@@ -31,6 +31,7 @@ LAYERS = {
     "preflight": 3,  # checks a resolved config against loops' and models' rules
     "methods": 4,
     "integrations": 4,  # wraps other libraries' trainers around reward models
+    "api": 5,  # the one-call Python API over methods.train
     "demo": 5,
     "cli": 6,
 }

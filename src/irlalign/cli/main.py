@@ -37,7 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"irlalign {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for name, (help_text, add) in COMMANDS.items():
-        add(sub.add_parser(name, help=help_text, description=help_text))
+        # "resolve": a command may replace -h/--help (`train METHOD --help` lists its keys).
+        parser_of = sub.add_parser(
+            name, help=help_text, description=help_text, conflict_handler="resolve"
+        )
+        add(parser_of)
     return parser
 
 

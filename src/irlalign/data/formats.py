@@ -13,6 +13,10 @@ lists instead of strings (`prompt=[{"role": "user", ...}]`, `completion=[{"role"
 Every text field must hold visible text, the prompt included: an empty prompt leaves the first
 response token without context, and a sampler cannot generate from it. Rows that repeat an
 earlier row are allowed but counted in one `DataWarning`.
+
+Rows given in memory (a list of dicts or a `datasets.Dataset`, through `irlalign.train`) pass
+the same checks; their errors name the config key and "row N of the given dataset" instead of a
+file (`check_in_memory`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "preference": ("prompt", "chosen", "rejected"),
     "messages": ("messages",),
 }
+
+
+# How rows given in memory are named in errors: there is no file to point at.
+IN_MEMORY = "the given dataset"
 
 
 class DataWarning(UserWarning):
@@ -58,10 +66,14 @@ class Problem:
     field: str | None
     message: str
 
-    def render(self, source: str) -> str:
+    def render(self, source: str, rows_of: str | None = None) -> str:
+        """`source: row N: field 'f': message`; with `rows_of` (rows given in memory, which
+        `source` only names the key of) `source: row N of <rows_of>: ...`."""
         parts = [source]
         if self.row is not None:
-            parts.append(f"row {self.row}")
+            parts.append(f"row {self.row}" + (f" of {rows_of}" if rows_of else ""))
+        elif rows_of:
+            parts.append(rows_of)
         if self.field is not None:
             parts.append(f"field {self.field!r}")
         return ": ".join([*parts, self.message])
@@ -71,10 +83,18 @@ class DataValidationError(ValueError):
     """Bad training data: one line naming source, row and field of the first problem, and how
     many more were found in which rows (all of them are in `problems`)."""
 
-    def __init__(self, source: str, problems: Sequence[Problem], truncated: bool = False):
+    def __init__(
+        self,
+        source: str,
+        problems: Sequence[Problem],
+        truncated: bool = False,
+        rows_of: str | None = None,
+    ):
         self.source = source
         self.problems = list(problems)
-        super().__init__(self.problems[0].render(source) + _more(self.problems[1:], truncated))
+        self.truncated = truncated
+        first = self.problems[0].render(source, rows_of)
+        super().__init__(first + _more(self.problems[1:], truncated))
 
 
 def _more(rest: Sequence[Problem], truncated: bool) -> str:
@@ -222,6 +242,20 @@ def check_dataset(dataset: Any, source: str, max_problems: int = 5) -> Validated
     warn_duplicates(dataset, fmt, source)
     extra = [c for c in columns if c not in fmt.fields]
     return ValidatedFormat(fmt, n, extra)
+
+
+def check_in_memory(rows: Any, key: str, max_problems: int = 5) -> ValidatedFormat:
+    """`check_dataset` for rows given in memory (a list of dicts or a `datasets.Dataset`), as
+    the config key `key` (`data.train`): errors read `data.train: row 3 of the given dataset:
+    field 'completion': ...`."""
+    if isinstance(rows, list) and rows and not isinstance(rows[0], Mapping):
+        # check_dataset reads the columns from the first row: it must be a mapping.
+        found = row_problems(rows[0], DataFormat("prompt_completion", False))
+        raise DataValidationError(key, [Problem(0, None, found[0].message)], rows_of=IN_MEMORY)
+    try:
+        return check_dataset(rows, key, max_problems)
+    except DataValidationError as err:
+        raise DataValidationError(key, err.problems, err.truncated, IN_MEMORY) from None
 
 
 def _row_keys(dataset: Any, names: tuple[str, ...]) -> Iterable[bytes]:

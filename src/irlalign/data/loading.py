@@ -6,12 +6,20 @@ there is one, the line or row: empty files, text that is not UTF-8, a JSON line 
 parse (a file cut short), a CSV row whose fields do not match the header or whose quotes never
 close, an unreadable parquet or arrow file, a missing split. The text formats are scanned before
 `datasets` reads them, because `datasets` reports these as exceptions without a location.
+
+Rows given in memory (a list of dicts, a `datasets.Dataset`) are validated like a file's rows
+and then stored once as a `save_to_disk` folder named by a digest of their content
+(`store_in_memory`): a run then reads a path like any other, its `config.yaml` records where its
+rows are, and a resumed or repeated run finds the same folder.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import os
+import shutil
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +27,7 @@ from typing import Any
 
 from datasets import Dataset, load_dataset, load_from_disk
 
-from irlalign.data.formats import DataWarning
+from irlalign.data.formats import IN_MEMORY, DataWarning, ValidatedFormat, check_in_memory
 from irlalign.errors import root_cause
 from irlalign.paths import hub_id, local_path, missing_message
 
@@ -299,3 +307,74 @@ def _check_disk_rows(path: Path, spec: str) -> None:
     state = path / "state.json"
     if state.exists() and not _read_json(state, spec).get("_data_files", [None]):
         raise DataFileError(f"{spec}: the dataset holds no rows")
+
+
+# ---- rows given in memory
+
+
+def is_in_memory(value: Any) -> bool:
+    """Rows given as Python objects (a list or tuple of dicts, a `Dataset`), not named by a
+    string."""
+    return isinstance(value, list | tuple | Dataset)
+
+
+def table_in_memory(rows: Any, key: str) -> tuple[Dataset, ValidatedFormat]:
+    """Rows given in memory, validated (errors name `key` and "row N of the given dataset"),
+    as a `Dataset`, with their format."""
+    if isinstance(rows, tuple):
+        rows = list(rows)
+    checked = check_in_memory(rows, key)
+    return (rows if isinstance(rows, Dataset) else _as_table(rows, key)), checked
+
+
+def store_dataset(dataset: Dataset, root: Path) -> str:
+    """Store `dataset` under `root` in a folder named by its content, once; returns the folder."""
+    folder = Path(root) / _digest(dataset)
+    if not (folder / "state.json").is_file():
+        _save_once(dataset, folder)
+    return str(folder)
+
+
+def _as_table(rows: list[dict[str, Any]], key: str) -> Dataset:
+    try:
+        return Dataset.from_list(rows)
+    except Exception as err:  # pyarrow: a column whose values mix types (ArrowInvalid, ...)
+        raise DataFileError(
+            f"{key}: {IN_MEMORY} cannot be stored as a table ({root_cause(err)}); give every "
+            "row's fields the same types"
+        ) from None
+
+
+def _digest(dataset: Dataset) -> str:
+    """A digest of the rows' values and column types, read a batch at a time."""
+    h = hashlib.blake2b(str(dataset.features).encode(), digest_size=16)
+    for batch in dataset.with_format(None).iter(batch_size=1024):
+        h.update(json.dumps(batch, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _save_once(dataset: Dataset, folder: Path) -> None:
+    """Write to a private folder, then rename it into place: a kill never leaves a half-written
+    folder under the content's name, and two writers of the same rows keep the first."""
+    from datasets.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    quiet = are_progress_bars_disabled()
+    disable_progress_bars()  # a bar per save would bury the training log
+    try:
+        dataset.save_to_disk(str(tmp))
+    finally:
+        if not quiet:
+            enable_progress_bars()
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process stored the same rows first
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not folder.is_dir():
+            raise
