@@ -241,6 +241,8 @@ def test_variant_options_are_checked():
         SyntheticConfig(misspecified_sources=("ref_T1",))
     with pytest.raises(ValueError, match="demonstrator"):
         SyntheticConfig(demonstrator=("expert", "style_0"))  # no styled demonstrators
+    with pytest.raises(ValueError, match="demonstrator"):
+        SyntheticConfig(demonstrator=5)
     with pytest.raises(ValueError, match="preference_pairing"):
         SyntheticConfig(preference_pairing="both")
     with pytest.raises(ValueError, match="n_demo_styles"):

@@ -88,7 +88,7 @@ class SyntheticConfig:
         self.ref_temperatures = tuple(self.ref_temperatures)
         self.partial_betas = tuple(self.partial_betas)
         self.misspecified_sources = tuple(self.misspecified_sources)
-        if not isinstance(self.demonstrator, str):
+        if isinstance(self.demonstrator, (list, tuple)):
             self.demonstrator = tuple(self.demonstrator)
         if self.n_synonym_pairs * 2 > self.n_words:
             raise ValueError("n_synonym_pairs * 2 must not exceed n_words")
@@ -119,7 +119,12 @@ class SyntheticConfig:
             )
         known = ("expert", "styled", *(f"style_{i}" for i in range(self.n_demo_styles)))
         names = self.demonstrator_names()
-        if not names or any(name not in known for name in names) or len(set(names)) < len(names):
+        if (
+            not isinstance(self.demonstrator, (str, tuple))
+            or not names
+            or any(name not in known for name in names)
+            or len(set(names)) < len(names)
+        ):
             raise ValueError(
                 f"demonstrator must be one of {', '.join(known)} or a list of distinct ones, got "
                 f"{self.demonstrator!r}"

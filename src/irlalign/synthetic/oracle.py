@@ -88,8 +88,9 @@ def policy_values(policy: np.ndarray, per_step: np.ndarray) -> np.ndarray:
 
 def cross_moments(policy: np.ndarray, f: np.ndarray, g: np.ndarray) -> np.ndarray:
     """E[(Σ_t f)(Σ_t g)] under `policy` from every state, for per-step tables f and g shaped
-    (H, K, W, A): (H + 1, K, W). With f = g this is the second moment of a sum, hence its
-    variance; the recursion expands (f + F')(g + G') with F', G' the successors' sums."""
+    (H, K, W, A): (H + 1, K, W). With f = g it is the second moment of Σ_t f (its variance
+    once the squared mean is taken off); the recursion expands (f + F')(g + G'), with F' and G'
+    the sums still to come from the successor state."""
     horizon, n_k, n_w, _ = policy.shape
     mf, mg = policy_values(policy, f), policy_values(policy, g)
     m = np.zeros((horizon + 1, n_k, n_w))
