@@ -41,21 +41,22 @@ def draw_pool(task_dir, sampler, prompts: Sequence[str], m: int, clean: Callable
 
 
 def reference_means(task_dir: str | Path, prompts: Sequence[str]) -> dict[str, float]:
-    """Exact mean gold returns of π_ref, π* and the demonstrator on ``prompts``."""
+    """Exact mean gold returns of π_ref, π* and the demonstrator (the mean over a mixture of
+    demonstrators) on ``prompts``."""
     from irlalign.synthetic import oracle
     from irlalign.synthetic.build import load_task
-    from irlalign.synthetic.datasets import policy_sources
     from irlalign.synthetic.evaluate import exact_returns
+    from irlalign.synthetic.sources import demonstrators
     from irlalign.synthetic.text import Prompts, parse_prompt
 
     task = load_task(task_dir)
     parsed = [parse_prompt(task, p) for p in prompts]
     pr = Prompts(np.array([t for t, _ in parsed]), [w for _, w in parsed])
-    demo = policy_sources(task)[task.config.demonstrator]
+    demo = [exact_returns(task, pol, pr).mean() for pol in demonstrators(task).values()]
     return {
         "ref": float(exact_returns(task, task.ref_table(), pr).mean()),
         "expert": float(exact_returns(task, oracle.expert(task).policy, pr).mean()),
-        "demo": float(exact_returns(task, demo, pr).mean()),
+        "demo": float(np.mean(demo)),
     }
 
 

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from datasets import load_from_disk
+from datasets import Dataset, load_from_disk
 
 from irlalign.synthetic import oracle
 from irlalign.synthetic.config import SyntheticConfig
@@ -15,14 +15,16 @@ from irlalign.synthetic.datasets import eval_prompts, write_datasets
 from irlalign.synthetic.language import Task, build_task
 from irlalign.synthetic.model import vocabulary
 from irlalign.synthetic.pretrain import init_policy
+from irlalign.synthetic.summary import data_summary
 from irlalign.synthetic.text import Prompts, parse_prompt
 
 TABLES = ("ref_words", "r_topic", "r_pair", "r_end")
 FORMAT_VERSION = 1
 
 
-def task_to_json(task: Task) -> dict:
-    """Everything needed to rebuild r*, π_ref and π* without re-drawing anything."""
+def task_to_json(task: Task, pairs: Dataset | None = None) -> dict:
+    """Everything needed to rebuild r*, π_ref and π* without re-drawing anything; with the
+    training preference `pairs`, also the measured properties of the datasets."""
     ex = oracle.expert(task)
     d0 = eval_prompts(task)
     ref = task.ref_table()
@@ -45,7 +47,7 @@ def task_to_json(task: Task) -> dict:
             ).mean()
         ),
     }
-    return {
+    out = {
         "format_version": FORMAT_VERSION,
         "config": task.config.to_dict(),
         "vocabulary": vocabulary(task),
@@ -53,6 +55,9 @@ def task_to_json(task: Task) -> dict:
         "tables": {name: getattr(task, name).tolist() for name in TABLES},
         "eval_prompt_summary": summary,
     }
+    if pairs is not None:
+        out["data_summary"] = data_summary(task, d0, pairs)
+    return out
 
 
 def task_from_json(data: dict) -> Task:
@@ -86,6 +91,11 @@ def build(out: str | Path, config: SyntheticConfig) -> dict:
     if (out / "pi_init").exists():
         shutil.rmtree(out / "pi_init")
     shutil.copytree(cached, out / "pi_init")
-    data = task_to_json(task)
+    data = task_to_json(task, load_from_disk(str(out / "preferences"))["train"])
     (out / "task.json").write_text(json.dumps(data))
-    return {"out": str(out), "rows": counts, **data["eval_prompt_summary"]}
+    return {
+        "out": str(out),
+        "rows": counts,
+        **data["eval_prompt_summary"],
+        "data_summary": data["data_summary"],
+    }

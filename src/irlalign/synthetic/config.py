@@ -50,13 +50,26 @@ class SyntheticConfig:
     n_pretrain_test: int = 1000
     n_demos: int = 2000
     n_demos_test: int = 200
-    demonstrator: str = "styled"
+    # A source name (expert, styled, style_<i>), or a list of them: each demonstration then
+    # comes from one of the listed demonstrators, drawn uniformly.
+    demonstrator: str | tuple[str, ...] = "styled"
+    # Strongly styled demonstrators style_0 … style_<n-1>: π* with a word set of their own made
+    # `demo_style_factor` times likelier at every step (disjoint sets of `demo_style_words`).
+    n_demo_styles: int = 0
+    demo_style_words: int = 4
+    demo_style_factor: float = 8.0
     n_preferences: int = 2000
     n_preferences_test: int = 500
     n_eval_prompts: int = 256
     ref_temperatures: tuple[float, ...] = (0.8, 1.0, 1.3)
     partial_betas: tuple[float, ...] = (2.0, 4.0)
     label_temperature: float = 1.0
+    # independent: each side of a pair from its own source; shared: both from one source
+    preference_pairing: str = "independent"
+    # Pairs with a side from one of these sources are labelled by r* plus `length_bonus` per
+    # response word (a mis-specified labeller) instead of r*.
+    misspecified_sources: tuple[str, ...] = ()
+    length_bonus: float = 0.0
     # --- tiny model and its pretraining
     model: dict[str, Any] = field(
         default_factory=lambda: {
@@ -74,6 +87,9 @@ class SyntheticConfig:
         self.end_window = tuple(self.end_window)  # type: ignore[assignment]
         self.ref_temperatures = tuple(self.ref_temperatures)
         self.partial_betas = tuple(self.partial_betas)
+        self.misspecified_sources = tuple(self.misspecified_sources)
+        if isinstance(self.demonstrator, (list, tuple)):
+            self.demonstrator = tuple(self.demonstrator)
         if self.n_synonym_pairs * 2 > self.n_words:
             raise ValueError("n_synonym_pairs * 2 must not exceed n_words")
         if not 2 <= self.horizon <= 128:
@@ -84,11 +100,60 @@ class SyntheticConfig:
             raise ValueError("mean_length must exceed 1")
         if self.beta <= 0 or self.label_temperature <= 0:
             raise ValueError("beta and label_temperature must be positive")
-        if self.demonstrator not in ("expert", "styled"):
-            raise ValueError("demonstrator must be 'expert' or 'styled'")
+        self._check_demonstrators()
+        self._check_preference_pool()
         lo, hi = self.end_window
         if not 1 <= lo <= hi < self.horizon:
             raise ValueError("end_window must satisfy 1 <= lo <= hi < horizon")
+
+    def _check_demonstrators(self) -> None:
+        if self.n_demo_styles < 0 or self.demo_style_words < 1 or self.demo_style_factor <= 0:
+            raise ValueError(
+                "need n_demo_styles >= 0, demo_style_words >= 1 and demo_style_factor > 0"
+            )
+        plain = self.n_words - 2 * self.n_synonym_pairs
+        if self.n_demo_styles * self.demo_style_words > plain:
+            raise ValueError(
+                f"n_demo_styles * demo_style_words must not exceed the {plain} words outside "
+                "the synonym pairs"
+            )
+        known = ("expert", "styled", *(f"style_{i}" for i in range(self.n_demo_styles)))
+        names = self.demonstrator_names()
+        if (
+            not isinstance(self.demonstrator, (str, tuple))
+            or not names
+            or any(name not in known for name in names)
+            or len(set(names)) < len(names)
+        ):
+            raise ValueError(
+                f"demonstrator must be one of {', '.join(known)} or a list of distinct ones, got "
+                f"{self.demonstrator!r}"
+            )
+
+    def _check_preference_pool(self) -> None:
+        if self.preference_pairing not in ("independent", "shared"):
+            raise ValueError("preference_pairing must be 'independent' or 'shared'")
+        sources = self.preference_source_names()
+        unknown = [s for s in self.misspecified_sources if s not in sources]
+        if unknown:
+            raise ValueError(
+                f"misspecified_sources: unknown source {unknown[0]!r}; the preference sources "
+                f"are {', '.join(sources)}"
+            )
+        if self.misspecified_sources and self.length_bonus == 0:
+            raise ValueError("misspecified_sources needs a non-zero length_bonus")
+
+    def demonstrator_names(self) -> tuple[str, ...]:
+        """The demonstrators the `demos` dataset is drawn from (one, or a uniform mixture)."""
+        if isinstance(self.demonstrator, str):
+            return (self.demonstrator,)
+        return self.demonstrator
+
+    def preference_source_names(self) -> list[str]:
+        """The sources of the preference pairs: π_ref at temperatures, then partial experts."""
+        names = [f"ref_T{t:g}" for t in self.ref_temperatures]
+        names += [f"beta_{b:g}" for b in self.partial_betas]
+        return list(dict.fromkeys(names))  # a repeated value names one source
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -113,7 +178,10 @@ class SyntheticConfig:
             raise ValueError(f"{path}: {err}") from err
 
     def pretrain_hash(self) -> str:
-        """Hash of everything that determines π_init (language, model and pretraining)."""
+        """Hash of everything that determines π_init (language, model and pretraining).
+
+        Options that only shape the demonstrations and the preference pool are left out, so a
+        data variant of a task reuses its π_init."""
         keys = (
             "seed n_words n_synonym_pairs n_topics dirichlet_concentration mean_length horizon "
             "prompt_words_min prompt_words_max n_pretrain model pretrain_steps "

@@ -13,24 +13,16 @@ from datasets import Dataset, DatasetDict
 
 from irlalign.synthetic import oracle
 from irlalign.synthetic.language import Task
+from irlalign.synthetic.sources import demonstrators, pool_sources
 from irlalign.synthetic.text import Prompts, prompt_text, response_text, sample_prompts
 
 STREAMS = {"pretrain": 1, "demos": 2, "preferences": 3, "eval_prompts": 4}
+# The labeller of the pairs from `misspecified_sources`, and that of every other pair.
+MISSPECIFIED, GOLD = "gold+length", "gold"
 
 
 def stream(task: Task, name: str, split: str = "train") -> np.random.Generator:
     return np.random.default_rng([task.config.seed, STREAMS[name], split == "test"])
-
-
-def policy_sources(task: Task) -> dict[str, np.ndarray]:
-    """Named tabular policies: π_ref at temperatures, partial experts, π* and its styled twin."""
-    cfg = task.config
-    sources = {f"ref_T{t:g}": task.ref_table(t) for t in cfg.ref_temperatures}
-    sources.update({f"beta_{b:g}": oracle.expert(task, b).policy for b in cfg.partial_betas})
-    expert = oracle.expert(task).policy
-    sources["expert"] = expert
-    sources["styled"] = oracle.styled(expert, task.synonym_pairs(), cfg.style_factor)
-    return sources
 
 
 def sample_texts(
@@ -57,30 +49,41 @@ def pretrain_split(task: Task, split: str) -> Dataset:
 
 
 def demos_split(task: Task, split: str) -> Dataset:
+    """One demonstration per prompt, from the demonstrator or a uniform mixture of several."""
     cfg = task.config
     n = cfg.n_demos if split == "train" else cfg.n_demos_test
     rng = stream(task, "demos", split)
-    policy = policy_sources(task)[cfg.demonstrator]
-    prompts, responses, returns = sample_texts(task, policy, sample_prompts(task, n, rng), rng)
+    demos = demonstrators(task)
+    names = list(demos)
+    prompts = sample_prompts(task, n, rng)
+    if len(names) == 1:
+        _, responses, returns = sample_texts(task, demos[names[0]], prompts, rng)
+        which = np.zeros(n, dtype=np.int64)
+    else:
+        which = rng.integers(0, len(names), size=n)
+        responses, returns = _draw_side(task, demos, names, prompts, which, rng)
     return Dataset.from_dict(
         {
-            "prompt": prompts,
-            "completion": responses,
-            "true_return": returns,
-            "source": [cfg.demonstrator] * n,
+            "prompt": [
+                prompt_text(task, k, w) for k, w in zip(prompts.topics, prompts.words, strict=True)
+            ],
+            "completion": list(responses),
+            "true_return": [float(r) for r in returns],
+            "source": np.array(names)[which].tolist(),
         }
     )
 
 
 def preferences_split(task: Task, split: str) -> Dataset:
-    """Pairs from a mixture of sources, labelled by a Bradley–Terry draw on the true returns."""
+    """Pairs from a mixture of sources, labelled by a Bradley–Terry draw on the true returns
+    (plus a length bonus for pairs from `misspecified_sources`)."""
     cfg = task.config
     n = cfg.n_preferences if split == "train" else cfg.n_preferences_test
     rng = stream(task, "preferences", split)
-    sources = policy_sources(task)
-    names = [k for k in sources if k.startswith(("ref_", "beta_"))]
+    sources = pool_sources(task)
+    names = list(sources)
     prompts = sample_prompts(task, n, rng)
-    pick = rng.integers(0, len(names), size=(n, 2))
+    pick = _pick_sources(cfg.preference_pairing, len(names), n, rng)
     sides = [_draw_side(task, sources, names, prompts, pick[:, side], rng) for side in (0, 1)]
     # An identical pair carries no preference; redraw the second side until the texts differ.
     for _ in range(50):
@@ -91,22 +94,46 @@ def preferences_split(task: Task, split: str) -> Dataset:
         for k, i in enumerate(ties):
             sides[1][0][i], sides[1][1][i] = redo[0][k], redo[1][k]
     (a_txt, a_ret), (b_txt, b_ret) = sides
-    p_first = 1.0 / (1.0 + np.exp(-(a_ret - b_ret) / cfg.label_temperature))
-    first = rng.random(n) < p_first
     src = np.array(names)[pick]
-    return Dataset.from_dict(
-        {
-            "prompt": [
-                prompt_text(task, k, w) for k, w in zip(prompts.topics, prompts.words, strict=True)
-            ],
-            "chosen": [a if f else b for a, b, f in zip(a_txt, b_txt, first, strict=True)],
-            "rejected": [b if f else a for a, b, f in zip(a_txt, b_txt, first, strict=True)],
-            "chosen_source": np.where(first, src[:, 0], src[:, 1]).tolist(),
-            "rejected_source": np.where(first, src[:, 1], src[:, 0]).tolist(),
-            "chosen_return": np.where(first, a_ret, b_ret).tolist(),
-            "rejected_return": np.where(first, b_ret, a_ret).tolist(),
-        }
+    misspecified = np.isin(src, cfg.misspecified_sources).any(axis=1)
+    margin = _label_score(cfg, a_txt, a_ret, misspecified) - _label_score(
+        cfg, b_txt, b_ret, misspecified
     )
+    first = rng.random(n) < 1.0 / (1.0 + np.exp(-margin / cfg.label_temperature))
+    columns = {
+        "prompt": [
+            prompt_text(task, k, w) for k, w in zip(prompts.topics, prompts.words, strict=True)
+        ],
+        "chosen": [a if f else b for a, b, f in zip(a_txt, b_txt, first, strict=True)],
+        "rejected": [b if f else a for a, b, f in zip(a_txt, b_txt, first, strict=True)],
+        "chosen_source": np.where(first, src[:, 0], src[:, 1]).tolist(),
+        "rejected_source": np.where(first, src[:, 1], src[:, 0]).tolist(),
+        "chosen_return": np.where(first, a_ret, b_ret).tolist(),
+        "rejected_return": np.where(first, b_ret, a_ret).tolist(),
+    }
+    # The default pool keeps its columns; the extra ones exist only where they say something.
+    if cfg.preference_pairing == "shared":
+        columns["source"] = src[:, 0].tolist()
+    if cfg.misspecified_sources:
+        columns["labeller"] = np.where(misspecified, MISSPECIFIED, GOLD).tolist()
+    return Dataset.from_dict(columns)
+
+
+def _pick_sources(pairing: str, n_sources: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Source index of each side of `n` pairs, (n, 2)."""
+    if pairing == "shared":
+        one = rng.integers(0, n_sources, size=n)
+        return np.stack([one, one], axis=1)
+    return rng.integers(0, n_sources, size=(n, 2))
+
+
+def _label_score(cfg, texts: list[str], returns: np.ndarray, misspecified: np.ndarray):
+    """What the labeller compares: the true return, plus `length_bonus` per response word for
+    the mis-specified labeller (the default pool compares the returns themselves)."""
+    if not cfg.misspecified_sources:
+        return returns
+    words = np.array([len(t.split()) - 1 for t in texts])  # `<eos>` is not a word
+    return returns + cfg.length_bonus * words * misspecified
 
 
 def _draw_side(task: Task, sources, names, prompts: Prompts, which: np.ndarray, rng):

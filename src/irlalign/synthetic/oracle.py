@@ -69,6 +69,14 @@ def styled(policy: np.ndarray, pairs: list[tuple[int, int]], factor: float) -> n
     return out
 
 
+def favour_words(policy: np.ndarray, words: np.ndarray, factor: float) -> np.ndarray:
+    """Make `words` `factor` times likelier in every state, renormalised: a habit of style that,
+    unlike `styled`, also moves mass between words that differ in reward."""
+    out = policy.copy()
+    out[..., words] *= factor
+    return out / out.sum(axis=-1, keepdims=True)
+
+
 def policy_values(policy: np.ndarray, per_step: np.ndarray) -> np.ndarray:
     """Expected sum of `per_step(t, k, w, a)` under `policy` from every state: (H + 1, K, W)."""
     horizon, n_k, n_w, _ = policy.shape
@@ -76,6 +84,21 @@ def policy_values(policy: np.ndarray, per_step: np.ndarray) -> np.ndarray:
     for t in range(horizon - 1, -1, -1):
         v[t] = (policy[t] * (per_step[t] + _successor_values(v[t + 1]))).sum(axis=-1)
     return v
+
+
+def cross_moments(policy: np.ndarray, f: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """E[(Σ_t f)(Σ_t g)] under `policy` from every state, for per-step tables f and g shaped
+    (H, K, W, A): (H + 1, K, W). With f = g it is the second moment of Σ_t f (its variance
+    once the squared mean is taken off); the recursion expands (f + F')(g + G'), with F' and G'
+    the sums still to come from the successor state."""
+    horizon, n_k, n_w, _ = policy.shape
+    mf, mg = policy_values(policy, f), policy_values(policy, g)
+    m = np.zeros((horizon + 1, n_k, n_w))
+    for t in range(horizon - 1, -1, -1):
+        f_next, g_next = _successor_values(mf[t + 1]), _successor_values(mg[t + 1])
+        terms = f[t] * g[t] + f[t] * g_next + g[t] * f_next + _successor_values(m[t + 1])
+        m[t] = (policy[t] * terms).sum(axis=-1)
+    return m
 
 
 def kl_per_step(policy: np.ndarray, other: np.ndarray) -> np.ndarray:

@@ -12,8 +12,8 @@ from irlalign.modeling.reward import RewardModel
 from irlalign.modeling.reward_specs import load_reward_spec
 from irlalign.synthetic import evaluate
 from irlalign.synthetic.build import load_eval_prompts, load_task
-from irlalign.synthetic.datasets import policy_sources
 from irlalign.synthetic.sampling import sample_model, sample_tabular
+from irlalign.synthetic.sources import policy_sources
 
 ORACLE_PREFIX = "oracle:"
 
