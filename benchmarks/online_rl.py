@@ -99,7 +99,8 @@ def suite_afd(task: str, out: Path, seeds, rl_steps: int) -> list[dict]:
     rows = []
     for seed in seeds:
         raw = preset("afd", task, out / f"afd_{seed}", seed)
-        raw["method"].update(variants=AFD_VARIANTS, rl="rloo", sft_model=SFT_MODEL)
+        rl = "rloo" if rl_steps > 0 else "none"  # --steps 0: best-of-N only
+        raw["method"].update(variants=AFD_VARIANTS, rl=rl, sft_model=SFT_MODEL)
         # on top of the preset's RL settings (those of configs/synthetic/rloo.yaml)
         raw["method"]["rl_training"].update(
             max_steps=rl_steps, eval_steps=rl_steps, save_steps=10**6
@@ -111,7 +112,7 @@ def suite_afd(task: str, out: Path, seeds, rl_steps: int) -> list[dict]:
                 "seed": seed,
                 "best_of_n": res["best_of_n"],
                 "reward_models": res["reward_models"],
-                "rl": res["rl"].get("synthetic"),
+                "rl": (res.get("rl") or {}).get("synthetic"),
             }
         )
     curves = rows[0]["best_of_n"]["curves"]
@@ -131,8 +132,13 @@ def suite_afd(task: str, out: Path, seeds, rl_steps: int) -> list[dict]:
         acc = [r["reward_models"][v].get("heldout_accuracy", float("nan")) for r in rows]
         base = [r["reward_models"][v].get("length_baseline_accuracy", float("nan")) for r in rows]
         print(f"| {v} | {mean_se(acc)} | {mean_se(base)} |")
+    summary = json.loads((Path(task) / "task.json").read_text()).get("data_summary", {})
+    if "style_share" in json.dumps(summary):
+        print(f"\nTask data summary (style share of the log-ratio variance): {summary}")
     rl = [r["rl"]["normalised_score"] for r in rows if r["rl"]]
     kl = [r["rl"]["kl_ref"] for r in rows if r["rl"]]
+    if not rl:
+        return rows
     print(
         f"\nRLOO from π_SFT against the standardised Init-SFT logit ({rl_steps} steps, KL 0.05 to "
         f"π_SFT): normalised score {mean_se(rl)}, KL(π‖π_ref) {mean_se(kl)}"
