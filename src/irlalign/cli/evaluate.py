@@ -17,7 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "reward model; print accuracy (chosen scored higher, ties count 0.5), mean margin, "
         "number of pairs and, for a model with a posterior σ (AVA), accuracy per σ quartile.",
     )
-    rm.add_argument("--model", required=True, help="reward-model folder (BT, PT or AVA)")
+    rm.add_argument(
+        "--model", required=True, help="reward-model folder (BT, PT or AVA), or its run folder"
+    )
     rm.add_argument("--data", required=True, help="preference file, dataset folder or hub:<id>")
     rm.add_argument("--split", default="test", help="split of a dataset folder (default test)")
     rm.add_argument("--out", default=None, help="also write the JSON to this file")
@@ -79,13 +81,15 @@ measures) and its perplexity on prompt/completion or messages rows."""
 
 
 def run_rm(args: argparse.Namespace) -> int:
+    from irlalign.eval.inputs import final_if_run
     from irlalign.eval.reward_model import evaluate_reward_model, load_pairs
     from irlalign.modeling.reward import load_reward_model
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size: expected a number >= 1, got {args.batch_size}")
     pairs = load_pairs(args.data, args.split)  # bad data fails before the model loads
-    result = evaluate_reward_model(load_reward_model(args.model, args.batch_size), pairs)
+    model = load_reward_model(final_if_run(args.model), args.batch_size)
+    result = evaluate_reward_model(model, pairs)
     return _report(result, args.out)
 
 

@@ -84,7 +84,7 @@ def check_judge(spec: str, task: str | None) -> str:
     folders = reward_spec_folders(spec)
     plain = folders == [spec]
     if plain:
-        spec = folders[0] = _final_if_run(spec)
+        spec = folders[0] = final_if_run(spec)
     for folder in folders:
         if hub_id(folder) is not None:
             continue
@@ -99,7 +99,8 @@ def check_judge(spec: str, task: str | None) -> str:
     return spec
 
 
-def _final_if_run(spec: str) -> str:
+def final_if_run(spec: str) -> str:
+    """A run folder's final checkpoint; any other string as it is."""
     from irlalign.eval.checkpoints import run_final_checkpoint
 
     folder = local_path(spec)
