@@ -123,6 +123,7 @@ def test_reward_model_folder_judges_and_a_json_out(prompts_file, smoke_task_dir,
     summary = json.loads(out.read_text())
     rows = _records(tmp_path / "eval.samples.jsonl")
     assert summary["n_prompts"] == 2 and len(rows) == 2
+    assert summary["policy"]["self_bleu"] is None  # one sample per prompt: nothing to compare
     assert summary["policy"]["judge_score"] == pytest.approx(
         sum(r["judge_score"] for r in rows) / 2, abs=1e-6
     )
@@ -147,6 +148,7 @@ BAD = {
     "no prompt field": (["--prompts", "{tmp}/text.jsonl"], "field 'prompt': missing"),
     "judge is a policy": (["--judge", "{pi_init}"], "not a reward model"),
     "zero samples": (["--samples", "0"], "--samples: expected a number >= 1, got 0"),
+    "zero prompts": (["-n", "0"], "--num-prompts: expected a number >= 1, got 0"),
     "gold without a task": (["--judge", "gold"], "--judge gold: the synthetic task's true"),
     "missing model": (["--model", "{tmp}/none"], "--model: {tmp}/none: no such"),
     "judge with --data": (["--data", "{tmp}/text.jsonl", "--judge", "gold"], "judged mode"),

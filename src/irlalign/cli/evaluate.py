@@ -123,9 +123,9 @@ def _run_judged(args: argparse.Namespace) -> int:
     from irlalign.eval.judged import JudgedOptions, evaluate_judged, write_results
 
     counts = [("--samples", args.samples), ("--max-new-tokens", args.max_new_tokens)]
-    counts += [("--batch-size", args.batch_size), ("--num-prompts", args.num_prompts or 1)]
+    counts += [("--batch-size", args.batch_size), ("--num-prompts", args.num_prompts)]
     for flag, value in counts:
-        if value < 1:
+        if value is not None and value < 1:
             raise ValueError(f"{flag}: expected a number >= 1, got {value}")
     if not args.temperature > 0:
         raise ValueError(f"--temperature: expected a number > 0, got {args.temperature}")

@@ -183,11 +183,16 @@ def response_metrics(gen: Generations, n_prompts: int, scores: np.ndarray | None
         mean_length=float(np.mean(gen.lengths)),
         distinct_1=distinct_n(words, 1),
         distinct_2=distinct_n(words, 2),
-        self_bleu=self_bleu([words[i * k : (i + 1) * k] for i in range(n_prompts)]),
+        self_bleu=_number(self_bleu([words[i * k : (i + 1) * k] for i in range(n_prompts)])),
         entropy=float(np.concatenate(gen.entropies).mean()) if gen.entropies else None,
         n_responses=len(words),
     )
     return out
+
+
+def _number(value: float) -> float | None:
+    """None for nan (self-BLEU of one sample per prompt): summary.json stays strict JSON."""
+    return None if np.isnan(value) else float(value)
 
 
 def sample_rows(
@@ -278,7 +283,6 @@ def evaluate_judged(inputs: JudgedInputs, opts: JudgedOptions) -> tuple[dict, li
             scores, base_scores, len(prompts), resamples=opts.resamples, seed=opts.seed,
             level=opts.level,
         )  # fmt: skip
-    summary["stop_strings"] = list(opts.stop_strings)
     return summary, sample_rows(prompts, gen, scores, base, base_scores)
 
 
