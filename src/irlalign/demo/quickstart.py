@@ -15,7 +15,11 @@ RESULT_KEY = {"policy": "synthetic", "reward_model": "synthetic_rm", "online": "
 
 
 def train_row(row: plan.Row, out: str, seed: int, samples: int) -> Any:
-    """One row in a worker process (one torch thread: the rows run side by side)."""
+    """One row in a worker process (one torch thread: the rows run side by side); its output
+    lines start with `[<row folder>] `."""
+    from irlalign.demo.logs import label_output
+
+    label_output(row.folder)
     import torch
     import transformers
     from datasets.utils.logging import disable_progress_bar

@@ -16,9 +16,11 @@ __all__ = [
     "distinct_n",
     "mean_and_se",
     "pairwise_accuracy",
+    "per_group_means",
     "self_bleu",
     "sentence_bleu",
     "spearman",
+    "win_rate",
 ]
 
 
@@ -166,3 +168,49 @@ def mean_and_se(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
     if arr.size == 1:
         return mean, 0.0
     return mean, float(arr.std(ddof=1) / math.sqrt(arr.size))
+
+
+def per_group_means(values: Sequence[float] | np.ndarray, groups: int) -> np.ndarray:
+    """(groups,) means of ``values`` laid out group by group, ``len(values) // groups`` each
+    (the K samples of each prompt, prompt after prompt)."""
+    arr = np.asarray(values, dtype=float).ravel()
+    if groups < 1 or arr.size % groups:
+        raise ValueError(f"{arr.size} values do not split into {groups} equal groups")
+    return arr.reshape(groups, -1).mean(axis=1)
+
+
+def win_rate(
+    scores: Sequence[float] | np.ndarray,
+    baseline: Sequence[float] | np.ndarray,
+    groups: int,
+    *,
+    resamples: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, float]:
+    """How often a response beats the baseline's response to the same prompt and sample index
+    (ties count 0.5), with a percentile bootstrap interval over the prompts.
+
+    ``scores`` and ``baseline`` hold the paired judge scores group by group (``groups`` prompts,
+    the same number of samples each). The interval resamples whole prompts with replacement,
+    seeded, because samples of one prompt are not independent of each other. Returns
+    `win_rate`, `ci_low`, `ci_high`, `tie_rate` and `n_pairs`.
+    """
+    a = np.asarray(scores, dtype=float).ravel()
+    b = np.asarray(baseline, dtype=float).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"length mismatch: {a.size} scores vs {b.size} baseline scores")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    credit = np.where(a == b, 0.5, (a > b).astype(float))
+    per_prompt = per_group_means(credit, groups)
+    picks = np.random.default_rng(seed).integers(0, groups, size=(resamples, groups))
+    boot = per_prompt[picks].mean(axis=1)
+    tail = 100 * (1 - level) / 2
+    return {
+        "win_rate": float(per_prompt.mean()),
+        "ci_low": float(np.percentile(boot, tail)),
+        "ci_high": float(np.percentile(boot, 100 - tail)),
+        "tie_rate": float(np.mean(a == b)),
+        "n_pairs": int(a.size),
+    }

@@ -156,18 +156,38 @@ def sampling_processors(cfg: SamplingConfig) -> LogitsProcessorList:
 
 class HFSampler:
     """`model.generate` in batches (left-padded prompts), recording the log-probabilities of the
-    sampled tokens as it goes."""
+    sampled tokens as it goes.
 
-    def __init__(self, model, tokenizer, config: SamplingConfig | None = None):
+    ``progress``: a bar over the prompts on a terminal (None: when there is more than one
+    batch, as in a best-of-N or scoring pool, not a loop step's single batch), always (True) or
+    never (False); ``desc`` names it."""
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        config: SamplingConfig | None = None,
+        *,
+        progress: bool | None = None,
+        desc: str = "sampling",
+    ):
         self.model, self.tokenizer = model, tokenizer
         self.config = config or SamplingConfig()
+        self.progress, self.desc = progress, desc
 
     @torch.no_grad()
     def sample(self, prompts: Sequence[str], n: int = 1) -> Rollouts:
+        from irlalign.generation.progress import progress_bar
+
         rows: list[tuple[list[int], list[int], bool, list[float]]] = []
         step = self.config.batch_size
-        for start in range(0, len(prompts), step):
-            rows.extend(self._generate(list(prompts[start : start + step]), n))
+        enabled = self.progress
+        if enabled is None and len(prompts) <= step:
+            enabled = False  # one `generate` call: a loop step, not a pool
+        with progress_bar(len(prompts), self.desc, unit="prompt", enabled=enabled) as bar:
+            for start in range(0, len(prompts), step):
+                rows.extend(self._generate(list(prompts[start : start + step]), n))
+                bar.update(min(step, len(prompts) - start))
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         width = max(len(p) + len(c) for p, c, _, _ in rows)
         ids = torch.full((len(rows), width), pad, dtype=torch.long)
