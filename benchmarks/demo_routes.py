@@ -7,9 +7,10 @@ with the same RL settings).
 
 Per route: the final normalised score, gap_closed (the RL loop's (J(π) − J(π_SFT)) /
 (J* − J(π_SFT)), so 0 for SFT alone), KL(π‖π_ref) and the wall / CPU seconds of the route's own
-phases (π_SFT is trained once per seed, or given with --sft-model, and its time is the SFT
-row's), mean ± se over seeds. Every run is a preset of configs/synthetic (demo_rl.yaml, sft.yaml,
-reward.yaml, rloo.yaml), one torch thread by default:
+phases with their evaluations (each demo_rl route evaluates π_SFT once more, the Bradley–Terry
+route its RM on the held-out pairs), mean ± se over seeds. π_SFT is trained once per seed, or
+given with --sft-model, and its time is the SFT row's. Every run is a preset of
+configs/synthetic (demo_rl.yaml, sft.yaml, reward.yaml, rloo.yaml), one torch thread by default:
 
     python benchmarks/demo_routes.py --task runs/task --seeds 0,1,2 [--sft-model PATH] \
         [--rl-steps 100] [--routes sft,implicit,init_sft,log_ratio,bt] [--out runs/bench_demo]

@@ -122,6 +122,7 @@ def test_demo_rl_resumes_after_the_reward_phase(smoke_task_dir, tmp_path, monkey
         ({"iqlearn_from": "ref"}, "method.iqlearn_from"),
         ({"rl_method": {"reward_model": "gold"}}, "method.rl_method.reward_model"),
         ({"rl_method": {"k": 1}}, "method.rl_method"),
+        ({"rl": "ppo", "rl_method": {"advantage": "reward_to_go"}}, "method.rl_method"),
         ({"reward_method": {"lamda": 0.1}}, "method.reward_method"),
     ],
 )
