@@ -111,6 +111,7 @@ METHODS: dict[str, MethodSpec] = {
     "adversarial": MethodSpec(
         f"{_P}.adversarial:AdversarialConfig", f"{_P}.adversarial:train_adversarial", "pipeline"
     ),
+    "demo_rl": MethodSpec(f"{_P}.demo_rl:DemoRLConfig", f"{_P}.demo_rl:train_demo_rl", "pipeline"),
 }
 
 
@@ -275,17 +276,20 @@ def run_child(method_name: str, parent: RunConfig, **overrides: Any) -> dict[str
 def input_fingerprints(cfg: RunConfig) -> dict[str, Any]:
     """The fingerprints of the local files a run reads: a phase whose config is unchanged but
     whose model or data was rewritten (a retrained SFT model, a refit reward model) is redone."""
-    from irlalign.modeling.gail_reward import PREFIX
+    from irlalign.modeling.reward_specs import reward_spec_folders
     from irlalign.runs import fingerprint
 
     reward = getattr(cfg.method_config, "reward_model", None)
-    if isinstance(reward, str) and reward.startswith(PREFIX):
-        reward = reward[len(PREFIX) :]
+    # `gail:`, `implicit:` and `log_ratio:` name model folders: their files are the inputs
+    folders = reward_spec_folders(reward) if isinstance(reward, str) else []
     paths = {
         "model": cfg.model.path,
         "reference": cfg.reference.path if cfg.reference else None,
-        "reward_model": reward,
+        "reward_model": folders[0] if len(folders) == 1 else None,
         "train": cfg.data.train,
         "eval": cfg.data.eval,
     }
-    return {k: fingerprint(v) for k, v in paths.items() if v}
+    out = {k: fingerprint(v) for k, v in paths.items() if v}
+    if len(folders) > 1:
+        out["reward_model"] = [fingerprint(f) for f in folders]
+    return out

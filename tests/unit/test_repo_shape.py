@@ -159,7 +159,8 @@ def test_pipeline_rl_phases_use_the_rl_presets_settings():
     step budget are the pipeline's own."""
     own = {"reward_model", "reward_mode", "reward_norm", "kl_coef", "sampling"}
     synthetic = ROOT / "configs" / "synthetic"
-    for name, rl_key in (("afd", "rl"), ("adversarial", "rl"), ("frft", "policy_trainer")):
+    phases = (("afd", "rl"), ("adversarial", "rl"), ("frft", "policy_trainer"), ("demo_rl", "rl"))
+    for name, rl_key in phases:
         method = yaml.safe_load((synthetic / f"{name}.yaml").read_text())["method"]
         rl_name = method.get(rl_key) if method.get(rl_key) not in (None, "none") else "rloo"
         rl = yaml.safe_load((synthetic / f"{rl_name}.yaml").read_text())
@@ -171,3 +172,17 @@ def test_pipeline_rl_phases_use_the_rl_presets_settings():
             if want == "warmup_stable_decay":  # RL phases are shorter than the preset's decay
                 want = "constant_with_warmup"
             assert method["rl_training"].get(key) == want, (name, key)
+
+
+def test_demo_rl_preset_trains_its_phases_as_their_own_presets():
+    """configs/synthetic/demo_rl.yaml's SFT phase is AfD's, and its implicit reward phase is the
+    IQLearn preset (method and optimiser), so its routes compare with those runs."""
+    synthetic = ROOT / "configs" / "synthetic"
+    load = lambda name: yaml.safe_load((synthetic / f"{name}.yaml").read_text())  # noqa: E731
+    demo, afd, iqlearn = load("demo_rl")["method"], load("afd")["method"], load("iqlearn")
+    assert demo["sft_training"] == afd["sft_training"]
+    assert demo["reward_method"] == {k: iqlearn["method"][k] for k in demo["reward_method"]}
+    shared = {"logging_steps", "save_steps", "output_dir", "seed", "use_cpu"}
+    assert demo["reward_training"] == {
+        k: v for k, v in iqlearn["training"].items() if k not in shared
+    }
