@@ -101,10 +101,10 @@ def suite_afd(task: str, out: Path, seeds, rl_steps: int) -> list[dict]:
         raw = preset("afd", task, out / f"afd_{seed}", seed)
         rl = "rloo" if rl_steps > 0 else "none"  # --steps 0: best-of-N only
         raw["method"].update(variants=AFD_VARIANTS, rl=rl, sft_model=SFT_MODEL)
-        # on top of the preset's RL settings (those of configs/synthetic/rloo.yaml)
-        raw["method"]["rl_training"].update(
-            max_steps=rl_steps, eval_steps=rl_steps, save_steps=10**6
-        )
+        if rl_steps > 0:  # on top of the preset's RL settings (those of configs/synthetic/rloo.yaml)
+            raw["method"]["rl_training"].update(
+                max_steps=rl_steps, eval_steps=rl_steps, save_steps=10**6
+            )
         res = train("afd", raw)
         rows.append(
             {
