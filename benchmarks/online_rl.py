@@ -101,7 +101,7 @@ def suite_afd(task: str, out: Path, seeds, rl_steps: int) -> list[dict]:
         raw = preset("afd", task, out / f"afd_{seed}", seed)
         rl = "rloo" if rl_steps > 0 else "none"  # --steps 0: best-of-N only
         raw["method"].update(variants=AFD_VARIANTS, rl=rl, sft_model=SFT_MODEL)
-        if rl_steps > 0:  # on top of the preset's RL settings (those of configs/synthetic/rloo.yaml)
+        if rl_steps > 0:  # on top of the preset RL settings (configs/synthetic/rloo.yaml)
             raw["method"]["rl_training"].update(
                 max_steps=rl_steps, eval_steps=rl_steps, save_steps=10**6
             )
