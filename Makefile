@@ -26,12 +26,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/irlalign quickstart --out runs/quickstart
 
+# One pytest worker per core (pytest-xdist); tests sharing a session fixture that trains a model
+# are grouped onto one worker.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 # The edit loop: unit and integration tests without the learning tier and the slow ones.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not learning and not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not learning and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard benchmarks)

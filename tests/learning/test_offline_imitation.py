@@ -21,6 +21,7 @@ def _check(result: dict, floor: float) -> None:
     assert result["invalid_mass"] < 0.01  # the model stays inside the task's vocabulary
 
 
+@pytest.mark.xdist_group("sft_run")  # one worker trains the shared π_SFT
 def test_sft_learns_from_demonstrations(sft_run):
     _check(sft_run["synthetic"], 0.45)  # the session's shared π_SFT (tests/learning/conftest.py)
 

@@ -57,6 +57,7 @@ def test_rl_against_the_true_reward(
         assert result["gap_closed"] > gap_floor
 
 
+@pytest.mark.xdist_group("sft_run")  # one worker trains the shared π_SFT
 def test_afd_best_of_n_beats_the_single_sft_sample(default_task_dir, sft_run, tmp_path):
     raw = _preset("afd", default_task_dir, tmp_path / "afd")  # its SFT phase = the SFT preset
     raw["method"].update(bon_n=[1, 16], bon_prompts=128, sft_model=sft_run["final_checkpoint"])
@@ -66,6 +67,7 @@ def test_afd_best_of_n_beats_the_single_sft_sample(default_task_dir, sft_run, tm
         assert sixteen - one > margin, ranker
 
 
+@pytest.mark.xdist_group("sft_run")  # one worker trains the shared π_SFT
 def test_frft_round_improves_on_the_sft_policy(default_task_dir, sft_run, tmp_path):
     """One FRFT round (top-mean subset of 200 + 50 pairs from an 800-pair pool, BT refit, 25 PPO
     iterations against it with the PPO preset's settings, KL 0.05 to π_SFT) raises the gold
