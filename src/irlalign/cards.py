@@ -142,18 +142,26 @@ def _inputs(cfg: RunConfig, results: Mapping[str, Any]) -> str:
 
 
 def _hyper_parameters(cfg: RunConfig) -> dict[str, Any]:
-    out = {}
+    out: dict[str, Any] = {}
     method = cfg.method_config
     if dataclasses.is_dataclass(method):
-        for key, value in dataclasses.asdict(method).items():
-            out[f"method.{key}"] = value
-    for key, value in cfg.training.items():
-        if key not in NOT_HYPER:
-            out[f"training.{key}"] = value
+        out.update(_flat(dataclasses.asdict(method), "method"))
+    out.update(_flat({k: v for k, v in cfg.training.items() if k not in NOT_HYPER}, "training"))
     for key in ("max_length", "max_prompt_length", "truncation"):
         out[f"data.{key}"] = getattr(cfg.data, key)
     if cfg.model.lora:
         out["model.lora"] = cfg.model.lora
+    return out
+
+
+def _flat(values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """Nested sections as dotted keys (`method.sampling.temperature`), as overrides name them."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping) and value:
+            out.update(_flat(value, f"{prefix}.{key}"))
+        else:
+            out[f"{prefix}.{key}"] = value
     return out
 
 

@@ -83,6 +83,7 @@ def test_rl_loop_card_has_the_policy_usage_and_gold_metrics(smoke_task_dir, tmp_
     card = (final / "README.md").read_text()
     assert fake_hub[0]["folder"] == str(final) and fake_hub[0]["repo_id"] == "someone/tiny-policy"
     assert "arXiv 2402.14740" in card and "| method.reward_model | gold |" in card
+    assert "| method.sampling.max_new_tokens | 6 |" in card
     assert 'AutoModelForCausalLM.from_pretrained("someone/tiny-policy")' in card
     gold = results["synthetic"]["normalised_score"]
     assert f"| synthetic/normalised_score | {gold:.4g} |" in card
