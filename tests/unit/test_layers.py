@@ -17,6 +17,7 @@ LAYERS = {
     "errors": 0,
     "paths": 0,
     "integrity": 0,
+    "trackers": 0,  # where tracker files go in a run folder
     "data": 1,
     "modeling": 1,
     "generation": 1,
@@ -25,6 +26,7 @@ LAYERS = {
     "frft": 1,
     "extract": 1,
     "report": 1,
+    "cards": 1,  # model cards and the Hub upload of a final checkpoint
     "trainers": 2,
     "loops": 2,
     "pipelines": 3,

@@ -14,6 +14,9 @@ Every text field must hold visible text, the prompt included: an empty prompt le
 response token without context, and a sampler cannot generate from it. Rows that repeat an
 earlier row are allowed but counted in one `DataWarning`.
 
+Other public layouts (HH-RLHF transcripts without a prompt, UltraFeedback, TL;DR, Alpaca) are
+rewritten into these formats before validation (`irlalign.data.adapters`).
+
 Rows given in memory (a list of dicts or a `datasets.Dataset`, through `irlalign.train`) pass
 the same checks; their errors name the config key and "row N of the given dataset" instead of a
 file (`check_in_memory`).
@@ -179,7 +182,8 @@ def _check_messages(value: Any, field_name: str, end_with_assistant: bool) -> li
     return problems
 
 
-def _check_field(row: Mapping[str, Any], name: str, fmt: DataFormat) -> list[Problem]:
+def check_field(row: Mapping[str, Any], name: str, fmt: DataFormat) -> list[Problem]:
+    """Problems of one field of one row (row index left as None)."""
     if name not in row:
         return [Problem(None, name, "missing")]
     value = row[name]
@@ -195,7 +199,7 @@ def row_problems(row: Mapping[str, Any], fmt: DataFormat) -> list[Problem]:
     """Every problem of one row (row index left as None)."""
     if not isinstance(row, Mapping):
         return [Problem(None, None, f"expected a mapping of fields, got {_type_name(row)}")]
-    problems = [p for name in fmt.fields for p in _check_field(row, name, fmt)]
+    problems = [p for name in fmt.fields for p in check_field(row, name, fmt)]
     if fmt.kind == "preference" and not problems and row["chosen"] == row["rejected"]:
         problems.append(Problem(None, "rejected", "identical to 'chosen'"))
     return problems

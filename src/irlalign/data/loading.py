@@ -1,5 +1,13 @@
-"""Load a dataset from one string: a local file, a `save_to_disk` folder, or a Hub dataset written
-`hub:<org>/<name>` (a plain string is always a local path, see `irlalign.paths`).
+"""Load a dataset from one string: a local file, a `save_to_disk` folder, a folder of shards, or a
+Hub dataset written `hub:<org>/<name>` (a plain string is always a local path, see
+`irlalign.paths`). Rows in a public layout (HH-RLHF, UltraFeedback, TL;DR, Alpaca) come back in
+the library's formats (`irlalign.data.adapters`).
+
+A folder of shards is read as one dataset: `.jsonl`/`.json`/`.parquet`/`.csv` files of one
+extension (`data-00000-of-00003.jsonl`, ...), in name order. Files named after a split
+(`train-00000-of-00002.parquet`, `test.jsonl`) or split folders (`train/`, `test/`, each holding
+shards) give the `split` asked for; a Hub snapshot's `data/` folder is looked into. Each shard is
+checked on its own first, so an error names the shard file and the row within it.
 
 A file that cannot be read as rows fails with one `DataFileError` naming the file and, where
 there is one, the line or row: empty files, text that is not UTF-8, a JSON line that does not
@@ -22,12 +30,21 @@ import os
 import shutil
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset, load_dataset, load_from_disk
+from datasets import Dataset, concatenate_datasets, load_dataset, load_from_disk
 
-from irlalign.data.formats import IN_MEMORY, DataWarning, ValidatedFormat, check_in_memory
+from irlalign.data.adapters import adapt_list, convert_row, layout_of
+from irlalign.data.formats import (
+    IN_MEMORY,
+    DataWarning,
+    ValidatedFormat,
+    check_in_memory,
+    detect_format,
+    validate_rows,
+)
 from irlalign.errors import root_cause
 from irlalign.paths import hub_id, local_path, missing_message
 
@@ -42,22 +59,49 @@ class DataFileError(ValueError):
     is one, the line or row."""
 
 
-def load_rows(spec: str, split: str = "train") -> Dataset:
+def load_rows(spec: str, split: str = "train", prefer: str | None = None) -> Dataset:
     """Rows from `spec`: a `.jsonl`/`.json`/`.parquet`/`.csv` file, a `save_to_disk` folder
-    (a `DatasetDict` gives its `split`), or `hub:<org>/<name>`, a Hugging Face Hub dataset.
+    (a `DatasetDict` gives its `split`), a folder of shards, or `hub:<org>/<name>`, a Hugging
+    Face Hub dataset; rows in a public layout are rewritten into the library's formats.
+    ``prefer="preference"``: rows holding both `messages` and `chosen`/`rejected` (as
+    HuggingFaceH4/ultrafeedback_binarized does) are read as pairs, not conversations.
 
     Raises FileNotFoundError naming `spec` when the path does not exist or the Hub dataset cannot
     be loaded, and `DataFileError` (a ValueError) for everything that makes a file unreadable.
     """
     name = hub_id(spec)
-    if name is not None:
-        return _load_hub(spec, name, split)
     path = local_path(spec)
-    if path.is_file():
-        return _load_file(path, spec)
-    if path.is_dir():
-        return _load_folder(path, spec, split)
-    raise FileNotFoundError(missing_message(spec, "file or folder"))
+    if name is not None:
+        rows, where = _load_hub(spec, name, split), f"{spec} [{split}]"
+    elif path.is_file():
+        rows, where = _load_file(path, spec), spec
+    elif path.is_dir():
+        rows, where = _load_folder(path, spec, split, prefer), f"{spec} [{split}]"
+    else:
+        raise FileNotFoundError(missing_message(spec, "file or folder"))
+    return adapt_dataset(rows, where, prefer=prefer)
+
+
+def adapt_dataset(
+    rows: Dataset, source: str, rows_of: str | None = None, prefer: str | None = None
+) -> Dataset:
+    """``rows`` in the library's formats: a public layout rewritten row by row (errors name
+    ``source`` and the row), standard rows returned as they are."""
+    columns = set(rows.column_names)
+    if prefer == "preference" and {"messages", "chosen", "rejected"} <= columns:
+        rows = rows.remove_columns("messages")  # the chosen conversation, kept beside the pairs
+    if len(rows) == 0:
+        return rows
+    layout = layout_of(rows.column_names, rows[0])
+    if layout is None:
+        return rows
+
+    def rewrite(row: dict[str, Any], index: int) -> dict[str, Any]:
+        return convert_row(layout, row, index, source, rows_of)
+
+    drop = [c for c in layout.replaces if c in columns]
+    with _quiet():
+        return rows.map(rewrite, with_indices=True, remove_columns=drop)
 
 
 def _load_hub(spec: str, name: str, split: str) -> Dataset:
@@ -267,15 +311,111 @@ def _python_rows(path: Path, spec: str) -> list[dict[str, Any]]:
     return value
 
 
+# ---- folders of shards
+
+# File-name prefixes read as split names (`train-00000-of-00002.parquet`, `test.jsonl`).
+SPLIT_NAMES = ("train", "test", "validation", "valid", "dev", "eval")
+
+
+def _data_files(folder: Path) -> list[Path]:
+    """The data files directly in ``folder``, in name order (hidden files skipped)."""
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in BUILDERS and not p.name.startswith(".")
+    )
+
+
+def _split_of(path: Path) -> str | None:
+    stem = path.name[: -len(path.suffix)]
+    for name in SPLIT_NAMES:
+        if stem == name or stem.startswith((f"{name}-", f"{name}_", f"{name}.")):
+            return name
+    return None
+
+
+def _not_a_dataset(spec: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"{spec}: folder is not a dataset written by save_to_disk (none of "
+        f"{list(DISK_MARKERS)} found) nor a folder of {'/'.join(sorted(BUILDERS))} shards"
+    )
+
+
+def shard_files(path: Path, spec: str, split: str) -> list[Path]:
+    """The shards of ``split`` in a folder (see the module's docstring)."""
+    files = _data_files(path)
+    folders = {d.name: d for d in sorted(path.iterdir()) if d.is_dir() and _data_files(d)}
+    if not files and set(folders) == {"data"} and _split_of(_data_files(folders["data"])[0]):
+        files, folders = _data_files(folders["data"]), {}  # a Hub snapshot: data/train-*.parquet
+    if files and folders:
+        raise DataFileError(
+            f"{spec}: holds both data files ({files[0].name}) and folders of them "
+            f"({', '.join(folders)}); keep one layout"
+        )
+    if folders:
+        if split not in folders:
+            raise DataFileError(f"{spec}: no split {split!r}; available splits: {sorted(folders)}")
+        return _data_files(folders[split])
+    if not files:
+        raise _not_a_dataset(spec)
+    splits = {f: _split_of(f) for f in files}
+    if not any(splits.values()):
+        return files  # one dataset in shards (data-00000-of-00003.jsonl)
+    unnamed = [f.name for f, s in splits.items() if s is None]
+    if unnamed:
+        raise DataFileError(
+            f"{spec}: {unnamed[0]}: no split in its name, while other files have one "
+            f"({', '.join(sorted({s for s in splits.values() if s}))}); name every file "
+            "<split>-*.<ext>"
+        )
+    chosen = [f for f, s in splits.items() if s == split]
+    if not chosen:
+        available = sorted({s for s in splits.values() if s})
+        raise DataFileError(f"{spec}: no split {split!r}; available splits: {available}")
+    return chosen
+
+
+def _load_shards(path: Path, spec: str, split: str, prefer: str | None) -> Dataset:
+    files = shard_files(path, spec, split)
+    kinds = sorted({f.suffix.lower() for f in files})
+    if len(kinds) > 1:
+        raise DataFileError(f"{spec}: mixes {' and '.join(kinds)} shards; use one file type")
+    parts = [_load_shard(f, str(Path(spec) / f.relative_to(path)), prefer) for f in files]
+    # datasets would fill a column one shard lacks with None: a shard of another format would
+    # then fail validation under the folder's name, far from its cause.
+    for f, part in zip(files[1:], parts[1:], strict=True):
+        if set(part.column_names) != set(parts[0].column_names):
+            raise _shard_mismatch(spec, files[0], parts[0], f, part)
+    try:
+        return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    except Exception as err:  # datasets: column types that cannot be aligned
+        raise DataFileError(f"{spec}: cannot join the shards ({root_cause(err)})") from None
+
+
+def _load_shard(path: Path, spec: str, prefer: str | None) -> Dataset:
+    """One shard, rewritten and validated on its own: errors name the shard and its row."""
+    rows = adapt_dataset(_load_file(path, spec), spec, prefer=prefer)
+    validate_rows(rows, detect_format(rows.column_names, rows[0], spec), spec)
+    return rows
+
+
+def _shard_mismatch(spec: str, first: Path, a: Dataset, other: Path, b: Dataset) -> DataFileError:
+    return DataFileError(
+        f"{spec}: {other.name}: its columns differ from {first.name}'s ({_columns(b)} vs "
+        f"{_columns(a)}); every shard needs the same ones"
+    )
+
+
+def _columns(part: Dataset) -> str:
+    return ", ".join(sorted(part.column_names))
+
+
 # ---- save_to_disk folders
 
 
-def _load_folder(path: Path, spec: str, split: str) -> Dataset:
+def _load_folder(path: Path, spec: str, split: str, prefer: str | None = None) -> Dataset:
     if not any((path / marker).exists() for marker in DISK_MARKERS):
-        raise FileNotFoundError(
-            f"{spec}: folder is not a dataset written by save_to_disk "
-            f"(none of {list(DISK_MARKERS)} found)"
-        )
+        return _load_shards(path, spec, split, prefer)
     if (path / "dataset_dict.json").exists():
         path = path / _pick_split(path, spec, split)
     _check_disk_rows(path, spec)
@@ -319,10 +459,14 @@ def is_in_memory(value: Any) -> bool:
 
 
 def table_in_memory(rows: Any, key: str) -> tuple[Dataset, ValidatedFormat]:
-    """Rows given in memory, validated (errors name `key` and "row N of the given dataset"),
-    as a `Dataset`, with their format."""
+    """Rows given in memory, rewritten when in a public layout and validated (errors name `key`
+    and "row N of the given dataset"), as a `Dataset`, with their format."""
     if isinstance(rows, tuple):
         rows = list(rows)
+    if isinstance(rows, Dataset):
+        rows = adapt_dataset(rows, key, IN_MEMORY)
+    else:
+        rows = adapt_list(rows, key, IN_MEMORY)
     checked = check_in_memory(rows, key)
     return (rows if isinstance(rows, Dataset) else _as_table(rows, key)), checked
 
@@ -353,25 +497,32 @@ def _digest(dataset: Dataset) -> str:
     return h.hexdigest()
 
 
-def _save_once(dataset: Dataset, folder: Path) -> None:
-    """Write to a private folder, then rename it into place: a kill never leaves a half-written
-    folder under the content's name, and two writers of the same rows keep the first."""
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """No `datasets` progress bar: one per save or rewrite would bury the training log."""
     from datasets.utils import (
         are_progress_bars_disabled,
         disable_progress_bars,
         enable_progress_bars,
     )
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     quiet = are_progress_bars_disabled()
-    disable_progress_bars()  # a bar per save would bury the training log
+    disable_progress_bars()
     try:
-        dataset.save_to_disk(str(tmp))
+        yield
     finally:
         if not quiet:
             enable_progress_bars()
+
+
+def _save_once(dataset: Dataset, folder: Path) -> None:
+    """Write to a private folder, then rename it into place: a kill never leaves a half-written
+    folder under the content's name, and two writers of the same rows keep the first."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with _quiet():
+        dataset.save_to_disk(str(tmp))
     try:
         os.replace(tmp, folder)
     except OSError:  # another process stored the same rows first

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from irlalign.cards import check_push
 from irlalign.config import RunConfig
 from irlalign.generation.sampling import SamplingConfig
 from irlalign.guard import FiniteGuard
@@ -66,10 +67,17 @@ class LoopArgs:
     # Empty a folder that holds another run before starting (without it, such a folder is
     # refused unless the run resumes it).
     overwrite_output_dir: bool = False
-    report_to: str | list[str] = "none"  # "tensorboard", "wandb" (through accelerate)
+    # "tensorboard" (event files in <run>/tb/), "wandb" (local files in <run>/wandb/), ...
+    report_to: str | list[str] = "none"
     disable_tqdm: bool = False
+    # Upload checkpoints/final, with its model card (README.md), to the Hub repository
+    # `hub_model_id` when the run is done.
+    push_to_hub: bool = False
+    hub_model_id: str | None = None  # e.g. "your-name/my-model"; required with push_to_hub
+    hub_private_repo: bool | None = None  # create the repository private
 
     def __post_init__(self) -> None:
+        check_push(self.push_to_hub, self.hub_model_id)
         if self.max_steps < 1 or self.save_steps < 1 or self.logging_steps < 1:
             raise ValueError("max_steps, save_steps and logging_steps must be >= 1")
         if self.skip_nonfinite_steps < 0:
@@ -163,9 +171,16 @@ class LoopContext:
         return self.cfg.eval.synthetic_task
 
 
-def load_prompts(source: str, split: str, tokenizer, max_rows: int | None = None) -> list[str]:
+def load_prompts(
+    source: str,
+    split: str,
+    tokenizer,
+    max_rows: int | None = None,
+    reward_model: str | None = None,
+) -> list[str]:
     """Prompt strings of any supported dataset (validated first); chat prompts are rendered with
-    the tokenizer's template and its generation prompt, as training data would be."""
+    the tokenizer's template and its generation prompt, as training data would be. With
+    ``reward_model``, warns when that model was trained on plain text and these are chats."""
     from irlalign.data.formats import check_dataset
     from irlalign.data.loading import load_rows
 
@@ -173,6 +188,8 @@ def load_prompts(source: str, split: str, tokenizer, max_rows: int | None = None
     if max_rows is not None:
         rows = rows.select(range(min(max_rows, len(rows))))
     fmt = check_dataset(rows, f"{source} [{split}]").fmt
+    if reward_model and fmt.conversational and getattr(tokenizer, "chat_template", None):
+        warn_plain_reward_model(reward_model, f"{source} [{split}]")
     if fmt.kind == "messages":
         msgs = [r[:-1] for r in rows["messages"]]
     elif fmt.conversational:
@@ -183,6 +200,29 @@ def load_prompts(source: str, split: str, tokenizer, max_rows: int | None = None
         tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in msgs
     ]
     return list(dict.fromkeys(rendered))
+
+
+def warn_plain_reward_model(reward_model: str, source: str) -> None:
+    """One warning when the reward model's run recorded plain-text training rows: it never saw
+    the chat template the policy's prompts and samples are rendered with. Silent when the
+    reward model's folder records no data format (not an irlalign run, or an older one)."""
+    import warnings
+
+    from irlalign.cards import recorded_data_format
+    from irlalign.data.formats import DataWarning
+    from irlalign.modeling.gail_reward import PREFIX
+
+    folder = reward_model.removeprefix(PREFIX)
+    recorded = recorded_data_format(folder)
+    if recorded is None or recorded.get("conversational"):
+        return
+    warnings.warn(
+        f"method.reward_model: {folder} was trained on plain-text rows, but the prompts of "
+        f"{source} are conversations rendered with the policy's chat template; its scores of "
+        "chat-formatted text may mean little",
+        DataWarning,
+        stacklevel=3,
+    )
 
 
 def prompt_batch(
@@ -214,16 +254,19 @@ def load_reward(spec: str, task_dir: str | None, tokenizer) -> RewardModel:
 
 
 def _accelerator(cfg: RunConfig, args: LoopArgs):
+    """The accelerator, and the `init_kwargs` of its trackers (None: no tracker)."""
     from accelerate import Accelerator
 
-    report = [] if args.report_to in ("none", None, []) else args.report_to
+    from irlalign.trackers import loop_trackers
+
+    log_with, init_kwargs = loop_trackers(args.report_to, cfg.run_dir)
     acc = Accelerator(
         cpu=args.use_cpu,
         mixed_precision="bf16" if args.bf16 else "no",
-        log_with=report or None,
+        log_with=log_with or None,
         project_dir=str(cfg.run_dir),
     )
-    return acc, report
+    return acc, (init_kwargs if log_with else None)
 
 
 def setup(cfg: RunConfig, prepare_model: Callable[[torch.nn.Module], None] | None = None):
@@ -254,7 +297,8 @@ def setup(cfg: RunConfig, prepare_model: Callable[[torch.nn.Module], None] | Non
         scheduler_specific_kwargs=args.lr_scheduler_kwargs,
     )
     rm = load_reward(cfg.method_config.reward_model, cfg.eval.synthetic_task, tokenizer)
-    prompts = load_prompts(cfg.data.train, cfg.data.split, tokenizer, cfg.data.max_rows)
+    rm_spec = cfg.method_config.reward_model
+    prompts = load_prompts(cfg.data.train, cfg.data.split, tokenizer, cfg.data.max_rows, rm_spec)
     state = LoopState()
     folder = resume_folder(cfg.run_dir, args.resume_from_checkpoint)
     if folder is not None:
@@ -267,8 +311,8 @@ def setup(cfg: RunConfig, prepare_model: Callable[[torch.nn.Module], None] | Non
         # Lines after the resumed step are logged again; a run that starts over logs them all.
         truncate_metrics(cfg.run_dir, state.step if folder is not None else -1)
     policy, opt = acc.prepare(policy, opt)
-    if report:
-        acc.init_trackers("irlalign", config={"method": cfg.method_name})
+    if report is not None:
+        acc.init_trackers("irlalign", config={"method": cfg.method_name}, init_kwargs=report)
     ctx = LoopContext(cfg, args, acc, policy, ref, tokenizer, opt, sched, rm, prompts, state)
     ctx.guard = FiniteGuard(args.skip_nonfinite_steps, f" under {cfg.run_dir / 'checkpoints'}")
     if ctx.task_dir and acc.is_main_process and START_KEY not in state.extra:

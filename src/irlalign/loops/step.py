@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from irlalign.cards import publish
 from irlalign.extract import token_pieces
 from irlalign.generation.rewards import completion_ids
 from irlalign.generation.sampling import HFSampler, Rollouts, SamplingConfig
@@ -225,6 +226,7 @@ def finish(ctx: LoopContext, extra: dict[str, Any] | None = None) -> dict[str, A
         results["steps"] = ctx.state.step
         if ctx.task_dir:
             results["synthetic"] = {"policy": str(final), **evaluate(ctx)}
-        RunFolder(ctx.run_dir).write_eval(results)
     ctx.accelerator.end_training()
+    if ctx.accelerator.is_main_process:  # the model card, eval.json, then the upload if asked
+        publish(ctx.cfg, results, ("policy",), RunFolder(ctx.run_dir).write_eval)
     return results

@@ -11,16 +11,25 @@ from irlalign.config import RunConfig
 from irlalign.guard import FiniteGuard
 from irlalign.modeling.forward import unwrap
 from irlalign.modeling.load import frozen_copy, load_model, load_tokenizer
-from irlalign.trainers.arguments import strategy_words
+from irlalign.trackers import reported, tracker_dir, trainer_trackers
+from irlalign.trainers.arguments import strategy_words, trainer_fields
+
+# `training` keys the library reads for the upload of the final folder, kept from transformers.
+HUB_KEYS = ("push_to_hub", "hub_model_id", "hub_private_repo", "hub_token")
 
 
 def load_split(cfg: RunConfig, spec, tokenizer, source: str, split: str, max_rows: int | None):
     """Load, validate (file/row/field errors before training) and tokenise one split."""
+    return _tokenized(cfg, tokenizer, *checked_rows(cfg, spec, source, split, max_rows))
+
+
+def checked_rows(cfg: RunConfig, spec, source: str, split: str, max_rows: int | None):
+    """The rows of one split, validated, with their format and their name in errors."""
     from irlalign.data.formats import check_dataset
     from irlalign.data.loading import load_rows
-    from irlalign.data.tokenize import Truncation, tokenize_dataset
 
-    rows = load_rows(source, split)
+    # Rows holding both `messages` and pairs (UltraFeedback) are pairs for a preference method.
+    rows = load_rows(source, split, prefer=spec.data_kind)
     if max_rows is not None:
         rows = rows.select(range(min(max_rows, len(rows))))
     where = f"{source} [{split}]"
@@ -30,6 +39,12 @@ def load_split(cfg: RunConfig, spec, tokenizer, source: str, split: str, max_row
         raise ValueError(
             f"{where}: method '{cfg.method_name}' needs {spec.data_kind} data, got {fmt.kind}"
         )
+    return rows, fmt, where
+
+
+def _tokenized(cfg: RunConfig, tokenizer, rows, fmt, where: str):
+    from irlalign.data.tokenize import Truncation, tokenize_dataset
+
     trunc = Truncation(cfg.data.max_length, cfg.data.max_prompt_length, cfg.data.truncation)
     return tokenize_dataset(
         rows, tokenizer, trunc, cfg.data.add_special_tokens, cfg.data.append_eos, where, fmt
@@ -56,6 +71,12 @@ def training_arguments(cfg: RunConfig):
         **strategy_words(cfg.training),
     }
     kwargs["output_dir"] = str(cfg.run_dir / "checkpoints")
+    # The library pushes `checkpoints/final` with its card once the run is done
+    # (`irlalign.cards.publish`); transformers would push `checkpoints/` at every save.
+    for key in HUB_KEYS:
+        kwargs.pop(key, None)
+    if "logging_dir" in trainer_fields():  # transformers 4: its TensorBoard folder
+        kwargs.setdefault("logging_dir", str(tracker_dir(cfg.run_dir)))
     kwargs["remove_unused_columns"] = False  # completion masks are not model inputs
     kwargs.setdefault("label_names", [])
     resume = kwargs.pop("resume_from_checkpoint", None)
@@ -125,13 +146,16 @@ def train_with_trainer(cfg: RunConfig, spec) -> dict[str, Any]:
     """Run one `Trainer` method end to end; returns what `eval.json` holds."""
     import yaml
 
+    from irlalign.cards import check_push
     from irlalign.runs import RunFolder
 
     main_process = int(os.environ.get("RANK", "0")) == 0  # under accelerate/torchrun
     check_eval_data(cfg)
+    check_push(cfg.training.get("push_to_hub"), cfg.training.get("hub_model_id"))
     tokenizer = load_tokenizer(cfg.model.path, cfg.model.trust_remote_code)
     d = cfg.data
-    train_ds, stats = load_split(cfg, spec, tokenizer, d.train, d.split, d.max_rows)
+    rows, fmt, where = checked_rows(cfg, spec, d.train, d.split, d.max_rows)
+    train_ds, stats = _tokenized(cfg, tokenizer, rows, fmt, where)
     eval_ds = None
     if d.eval:
         eval_ds, _ = load_split(cfg, spec, tokenizer, d.eval, d.eval_split, None)
@@ -142,16 +166,29 @@ def train_with_trainer(cfg: RunConfig, spec) -> dict[str, Any]:
         run.write_env(cfg.training.get("seed", 42))
         _restart_metrics(cfg.run_dir, resume, stats.as_metrics())
     print("data:", yaml.safe_dump(stats.as_metrics(), default_flow_style=True).strip())
-    trainer, _ = build_trainer(cfg, spec, tokenizer, train_ds, eval_ds)
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with _trackers(cfg):
+        trainer, _ = build_trainer(cfg, spec, tokenizer, train_ds, eval_ds)
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     results = _save_final(cfg, trainer, tokenizer)
     results["data"] = stats.as_metrics()
+    # What the model saw, for whoever uses it next (an RL run warns on a chat/plain mismatch).
+    results["data_format"] = {"kind": fmt.kind, "conversational": fmt.conversational}
     if cfg.eval.synthetic_task and trainer.is_world_process_zero():
         final = Path(results.get("merged_checkpoint", results["final_checkpoint"]))
         results.update(evaluate_final(cfg, spec, final))
     if trainer.is_world_process_zero():
-        run.write_eval(results)
+        from irlalign.cards import publish
+
+        publish(cfg, results, spec.evaluates, run.write_eval)
     return results
+
+
+def _trackers(cfg: RunConfig):
+    """Tracker files in the run folder (`irlalign.trackers`), when any tracker is asked for."""
+    from contextlib import nullcontext
+
+    wanted = reported(cfg.training.get("report_to", "none"))
+    return trainer_trackers(cfg.run_dir) if wanted else nullcontext()
 
 
 def resume_checkpoint(cfg: RunConfig) -> Path | None:
