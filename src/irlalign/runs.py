@@ -58,6 +58,8 @@ def environment(seed: int | None) -> dict[str, Any]:
         "device": device,
         "cuda_devices": torch.cuda.device_count(),
         "torch_threads": torch.get_num_threads(),
+        # processes in the run (torchrun / accelerate launch set WORLD_SIZE; 1 when run alone)
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         "git_revision": git_revision(),
         "command": sys.argv,
     }

@@ -57,15 +57,8 @@ def test_two_process_accelerate_launch(method, data, method_cfg, logged, smoke_t
     cmd = [
         str(launcher),
         "launch",
-        "--cpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
+        "--config_file",  # the shipped two-process CPU setup (`--cpu` alone starts one process)
+        str(Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "cpu_2proc.yaml"),
         "-m",
         "irlalign.cli.main",
         "train",
@@ -79,6 +72,7 @@ def test_two_process_accelerate_launch(method, data, method_cfg, logged, smoke_t
     logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in logs if logged in r]
     assert [r["step"] for r in steps] == [1, 2]  # rank 0 writes once per step
+    assert json.loads((out / "env.json").read_text())["world_size"] == 2
     assert (out / "checkpoints" / "final" / "config.json").exists()
     if method == "ava":  # the heads are saved beside the model folder by rank 0
         assert (out / "checkpoints" / "final" / "irl_heads.safetensors").exists()

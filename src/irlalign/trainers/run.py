@@ -66,6 +66,10 @@ def training_arguments(cfg: RunConfig):
         "save_strategy": "steps",
         "save_steps": 500,
         "save_total_limit": 2,
+        # The methods call their heads (reward, value, Q) on the hidden states outside the
+        # model's forward. With unused-parameter search on, DDP marks those parameters ready
+        # when the forward ends and again when backward reaches them, and the step fails.
+        "ddp_find_unused_parameters": False,
         "disable_tqdm": False,
         **eval_defaults(cfg),
         **strategy_words(cfg.training),
