@@ -50,7 +50,7 @@ def test_ava_reward_model_trains_heads_and_lm(trained, smoke_task_dir):
     final = trained["ava"]
     spec = json.loads((Path(final) / HEADS_CONFIG).read_text())["reward"]
     assert spec["kind"] == "gaussian" and spec["rwt"] == "attn_full" and spec["shift"] == 1
-    assert spec["rwt_rescale"] is False and spec["score"] == "last"  # AVA-p: CER's score
+    assert spec["rwt_rescale"] is True and spec["score"] == "last"  # AVA-p: CER's score
     model = AutoModelForCausalLM.from_pretrained(final)
     assert load_heads(model, final) == ["reward"]
     head = get_head(model, "reward")

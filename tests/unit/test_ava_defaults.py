@@ -79,18 +79,18 @@ def test_tqr_terms_under_each_reward_weighting(rwt):
     loss.backward()
     assert torch.isfinite(loss)
     assert head.proj.weight.grad.abs().sum() > 0
-    if rwt == "attn_full":  # (μ, σ) are read at response tokens only, Σ w = 1 per response
+    if rwt == "attn_full":  # (μ, σ) are read at response tokens only, mean w = 1 per response
         mu, _ = head(model.model(**{k: b[k] for k in ("input_ids", "attention_mask")})[0])
         w = terms.mu.detach() / mu.detach()
         cm = b["completion_mask"].bool()
-        rows = torch.where(cm, w, torch.zeros_like(w)).sum(1)
+        rows = torch.where(cm, w, torch.zeros_like(w)).sum(1) / cm.sum(1)
         torch.testing.assert_close(rows, torch.ones_like(rows), rtol=1e-5, atol=1e-5)
         assert torch.all(terms.mu[~cm] == 0)
 
 
 def test_defaults_and_old_config_values():
     cfg = AVAConfig()
-    assert (cfg.rwt, cfg.rwt_rescale) == ("attn_full", False)
+    assert (cfg.rwt, cfg.rwt_rescale) == ("attn_full", True)
     old = AVAConfig(rwt="attn_causal", rwt_rescale=False)  # the former dataclass defaults
     assert (old.rwt, old.rwt_rescale) == ("attn_causal", False)
     with pytest.raises(ValueError) as err:

@@ -57,11 +57,12 @@ class AVAConfig:
     # last layer's query-key scores over all response positions; "attn_causal", the model's own
     # causal last-layer attention (weights over prompt and response); or "none" ("w/o rwt")
     rwt: str = "attn_full"
-    # false (Eq. 11 as written): the weights sum to 1. true: they average 1 over the positions
-    # they cover. Which scale learns depends on the weights: on the synthetic benchmark the
-    # literal scale ranks with attn_full (0.623 pairwise accuracy, seed 0; mean 1: 0.502) and
-    # not with attn_causal (0.502; mean 1: 0.658); docs/methods/ava.md
-    rwt_rescale: bool = False
+    # true: the weights average 1 over the positions they cover. false: they sum to 1, Eq. 11's
+    # literal scale, which shrinks μ and σ by about 1/|y| and so cannot be what the paper's
+    # ablation (weights help) trained. Synthetic benchmark, seeds 0-2, pairwise accuracy:
+    # attn_full mean 1 0.544, attn_full Σw=1 0.572, attn_causal mean 1 0.658, attn_causal Σw=1
+    # 0.502 (Bradley–Terry 0.696); docs/methods/ava.md
+    rwt_rescale: bool = True
     td_on_rejected: bool = True  # TD/KL terms on rejected sequences too (the paper is ambiguous)
     use_neg: bool = True  # ablation "w/o neg": drop −βQ(y⁻)
     use_irl: bool = True  # ablation "w/o irl": drop TD and KL terms
