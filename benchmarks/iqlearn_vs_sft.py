@@ -66,10 +66,22 @@ def frontier(a: argparse.Namespace, out: Path) -> None:
 
     variants = [("SFT", "sft", None)] + [(f"IQLearn λ={x:g}", "iqlearn", x) for x in a.lams]
     last = max(a.steps)
-    rows = []
+    log = out / "frontier.jsonl"  # rows of an earlier, interrupted run are kept and reused
+    rows = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
     for n in a.demos:
         for label, method, lam in variants:
             for seed in a.seeds:
+                done = {
+                    (r["step"], r["temperature"])
+                    for r in rows
+                    if (r["demos"], r["variant"], r["seed"]) == (n, label, seed)
+                }
+                if len(done) == len(a.steps) * (len(a.temperatures) + 1):
+                    continue
+                rows = [
+                    r for r in rows if (r["demos"], r["variant"], r["seed"]) != (n, label, seed)
+                ]
+                log.write_text("".join(json.dumps(r) + "\n" for r in rows))  # drop partial rows
                 run = out / f"frontier_{method}_{lam}_{n}_{seed}"
                 run_one(
                     a.task,
@@ -94,7 +106,7 @@ def frontier(a: argparse.Namespace, out: Path) -> None:
                     for r in res["rows"]:
                         row = {"demos": n, "variant": label, "seed": seed, "step": step, **r}
                         rows.append(row)
-                        with open(out / "frontier.jsonl", "a") as f:
+                        with open(log, "a") as f:
                             f.write(json.dumps(row) + "\n")
     temps = [*a.temperatures, 0.0]
     print(
