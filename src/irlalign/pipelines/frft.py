@@ -9,6 +9,12 @@ selectable) against the refit RM with the KL reference fixed at π_SFT.
 The same command runs the paper's baselines: `vanilla` (RL against the fixed pooled RM) and
 `random` (the loop with a random subset of the same size). Each arm writes
 `<arm>/round_<kk>/`; a finished round is skipped on a rerun (resume at a round boundary).
+
+Measurement: a held-out set H (the eval split, or the pool's tail) never trains the pooled RM
+nor any refit. V_rand is all of H; the aligned validation pairs are the k_val records of H that
+the configured rule selects for the arm's frozen policy. Accuracies are reported against the
+labels and, when the data or the synthetic task gives it, against the true ordering; on
+synthetic tasks every round also logs the premise metric (`irlalign.frft.measure`).
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ from typing import Any
 import numpy as np
 
 from irlalign.config import RunConfig
-from irlalign.frft.pool import PreferencePool, load_pool, rm_accuracy
+from irlalign.frft.measure import PolicyPairs, evaluate_rm
+from irlalign.frft.pool import PreferencePool, embedding_text, load_pool
+from irlalign.frft.refit import REFIT_MODES, refit_rows, refit_training
 from irlalign.generation.sampling import HFSampler, SamplingConfig
 from irlalign.pipelines.parts import rl_phase, truncate_turn
-from irlalign.runs import RunFolder, write_jsonl
+from irlalign.runs import RunFolder, write_atomic, write_jsonl
 
 ARMS = ("frft", "vanilla", "random")
 
@@ -36,7 +44,7 @@ class FRFTConfig:
     arms: tuple[str, ...] = ARMS  # FRFT and the two baselines, in one command
     rule: str = "top_mean"  # selection rule of the FRFT arm (`random` is the baseline's)
     k: float = 2000  # training pairs: a count, or a fraction (< 1) of the scored records
-    k_val: float = 200  # aligned validation pairs: a count, or a fraction (< 1) of k
+    k_val: float = 200  # aligned validation pairs (from the held-out set): count or fraction of k
     tau: float = 0.8  # threshold rules only
     pool_subsample: float | None = None  # score a seeded subsample per round (count/fraction)
     embedder: str = "minilm"  # "minilm" (local all-MiniLM-L6-v2), "backbone", or a local folder
@@ -44,7 +52,11 @@ class FRFTConfig:
     vanilla_rm: str | None = None  # a given pooled-data RM folder; otherwise trained here
     vanilla_training: dict[str, Any] = field(default_factory=dict)  # TrainingArguments keywords
     rm_training: dict[str, Any] = field(default_factory=dict)  # the refit's TrainingArguments
-    n_random_val: int = 1000  # V_rand: random held-out pairs (the eval split when given)
+    # max_steps unset (and no num_train_epochs): ceil(refit_passes · refit rows / batch size)
+    refit_passes: float = 1.0
+    refit: str = "subset"  # subset (the selected pairs) | upweighted (whole pool, selection ×w)
+    upweight: int | None = None  # w of `upweighted`; None: round((N − K) / K)
+    n_random_val: int = 1000  # held-out set H = V_rand (the eval split when given)
     policy_trainer: str = "ppo"  # or "rloo"
     # Each round's RL phase: `method` and `training` over the defaults every pipeline's RL phase
     # shares (`irlalign.pipelines.parts.rl_phase`).
@@ -70,6 +82,22 @@ class FRFTConfig:
             raise ValueError("policy_trainer is ppo | rloo")
         if self.k <= 0 or self.k_val < 0 or self.rl_prompts_per_round < 1:
             raise ValueError("k > 0, k_val >= 0 and rl_prompts_per_round >= 1 are required")
+        if self.n_random_val < 1:
+            raise ValueError("method.n_random_val (the held-out set) must be >= 1")
+        if isinstance(self.k_val, int) and self.k_val > self.n_random_val:
+            raise ValueError(
+                f"method.k_val={self.k_val}: the aligned validation pairs are selected from the "
+                f"held-out set of n_random_val={self.n_random_val} pairs; lower k_val"
+            )
+        if self.refit not in REFIT_MODES:
+            raise ValueError(f"method.refit is {' | '.join(REFIT_MODES)}, got {self.refit!r}")
+        bad_weight = self.upweight is not None and (
+            isinstance(self.upweight, bool) or not isinstance(self.upweight, int)
+        )
+        if bad_weight or (self.upweight is not None and self.upweight < 1):
+            raise ValueError(f"method.upweight must be an int >= 1 or null, got {self.upweight!r}")
+        if not self.refit_passes > 0:
+            raise ValueError(f"method.refit_passes must be > 0, got {self.refit_passes}")
 
 
 @dataclass
@@ -79,12 +107,14 @@ class FRFTRun:
     cfg: RunConfig
     frft: FRFTConfig
     run_child: Any
-    pool: PreferencePool
-    held: PreferencePool  # where V_rand lives
-    v_idx: np.ndarray
+    pool: PreferencePool  # P: what the pooled RM trains on and the refits select from
+    held: PreferencePool  # H: never trained on; V_rand and the aligned validation pairs
     vanilla: str
+    eos: str | None = None  # the policy tokenizer's EOS text (see `embedding_text`)
+    gold: Any = None  # the synthetic task's true reward (a `GoldReward`), or None
+    lines: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl, one per round
     _embedder: Any = None
-    _cache: dict[str, np.ndarray] = field(default_factory=dict)
+    _cache: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
 
     def embedder(self):
         """Loaded once: a fixed embedder keeps scores comparable across rounds and arms."""
@@ -103,12 +133,20 @@ class FRFTRun:
     def embedder_name(self) -> str:
         return str(getattr(self.embedder(), "name", type(self.embedder()).__name__))
 
-    def stored(self, side: str) -> np.ndarray:
-        """Embeddings of the stored chosen / rejected responses (response text only), cached."""
-        if side not in self._cache:
-            texts = self.pool.chosen if side == "chosen" else self.pool.rejected
-            self._cache[side] = np.asarray(self.embedder().embed(texts), dtype=np.float32)
-        return self._cache[side]
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Stored responses and policy samples alike, through `embedding_text`."""
+        norm = [embedding_text(t, self.frft.turn_markers, self.eos) for t in texts]
+        return np.asarray(self.embedder().embed(norm), dtype=np.float32)
+
+    def stored(self, which: str, side: str) -> np.ndarray:
+        """Embeddings of the stored chosen / rejected responses of the pool ("pool") or the
+        held-out set ("held") (response text only), cached."""
+        if (which, side) not in self._cache:
+            pool = self.pool if which == "pool" else self.held
+            self._cache[which, side] = self.embed(
+                pool.chosen if side == "chosen" else pool.rejected
+            )
+        return self._cache[which, side]
 
     def phase(self, method_name: str, folder: Path, model: str, data: Path, **kw) -> dict:
         """One sub-run on a jsonl file this run wrote; RL phases keep π_SFT as KL reference
@@ -121,37 +159,71 @@ class FRFTRun:
             method_name, self.cfg, folder=rel, model=model, data={"train": str(data)}, **kw
         )
 
+    def log_round(self, summary: dict[str, Any]) -> None:
+        """One `metrics.jsonl` line per finished round, the file rewritten whole so that a
+        round redone on a rerun is never logged twice."""
+        self.lines.append(_metrics_line(summary))
+        text = "".join(json.dumps(x) + "\n" for x in self.lines)
+        write_atomic(self.cfg.run_dir / "metrics.jsonl", text)
+
 
 def train_frft(cfg: RunConfig, run_child) -> dict[str, Any]:
     """Run every configured arm for `rounds` rounds; writes `eval.json` with the summaries.
     ``run_child(method_name, cfg, **phase)`` runs the RM fits and the RL phases."""
+    from irlalign.modeling.load import load_tokenizer
+
     frft: FRFTConfig = cfg.method_config
     run_dir = cfg.run_dir
     run = RunFolder(run_dir)
     run.check_rounds(cfg.to_dict(), "*/round_*/round.json")
     pool = load_pool(cfg.data.train, cfg.data.split, cfg.data.max_rows)
-    # ==== V_rand: fixed random held-out pairs, identical for every arm and round =============
+    # ==== H: held-out pairs, identical for every arm and round, never trained on =============
     if cfg.data.eval:
         held = load_pool(cfg.data.eval, cfg.data.eval_split)
-        v_idx = np.arange(min(frft.n_random_val, len(held)))
+        held = held.head(min(frft.n_random_val, len(held)))
     else:  # a slice of the pool, excluded from scoring, selection and training
-        held, v_idx = pool, np.arange(len(pool) - frft.n_random_val, len(pool))
+        if frft.n_random_val >= len(pool):
+            raise ValueError(
+                f"method.n_random_val={frft.n_random_val} holds out the whole pool of "
+                f"{len(pool)} pairs; lower it or give data.eval"
+            )
+        held = pool.subset(range(len(pool) - frft.n_random_val, len(pool)))
         pool = pool.head(-frft.n_random_val)
+    tokenizer = load_tokenizer(cfg.model.path, cfg.model.trust_remote_code)
+    gold = _gold_reward(cfg, tokenizer)
+    truth = "data" if pool.has_truth and held.has_truth else None
+    if gold is not None and truth is None:
+        pool, held, truth = pool.with_truth(gold.score), held.with_truth(gold.score), "gold reward"
     run.write_config(cfg.to_dict())  # the data passed validation
     run.write_env(cfg.seed)
-    ctx = FRFTRun(cfg, frft, run_child, pool, held, v_idx, vanilla="")
+    ctx = FRFTRun(cfg, frft, run_child, pool, held, vanilla="", eos=tokenizer.eos_token, gold=gold)
+    if set(frft.arms) - {"vanilla"}:
+        _counts(ctx, len(_scored(ctx, 0)))  # fail before any training
     # ==== the vanilla (pooled-data) RM: default init, baseline (a), fallback embedder ========
     ctx.vanilla = frft.vanilla_rm or _vanilla_rm(ctx)
+    vanilla = evaluate_rm(ctx.vanilla, {"random": (held, range(len(held)))})
     manifest = {
         "vanilla_rm": str(ctx.vanilla),
-        "vanilla_rm_accuracy_random": rm_accuracy(ctx.vanilla, held, v_idx),
-        "random_val": {"source": "eval split" if cfg.data.eval else "pool tail", "n": len(v_idx)},
+        "vanilla_rm_accuracy_random": vanilla["accuracy_random"],
+        "vanilla_rm_accuracy_random_true": vanilla["accuracy_random_true"],
+        "random_val": {"source": "eval split" if cfg.data.eval else "pool tail", "n": len(held)},
+        "truth": truth,  # where the true ordering comes from (None: labels only)
         "embedder": ctx.embedder_name(),
     }
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     results = {**manifest, "arms": {arm: run_arm(ctx, arm) for arm in frft.arms}}
     run.write_eval(results)
     return results
+
+
+def _gold_reward(cfg: RunConfig, tokenizer):
+    """The synthetic task's r* when `eval.synthetic_task` is set (truth and premise metric)."""
+    if not cfg.eval.synthetic_task:
+        return None
+    from irlalign.synthetic.build import load_task
+    from irlalign.synthetic.gold import GoldReward
+
+    return GoldReward(load_task(cfg.eval.synthetic_task), tokenizer)
 
 
 def _vanilla_rm(ctx: FRFTRun) -> str:
@@ -173,9 +245,18 @@ def run_arm(ctx: FRFTRun, arm: str) -> list[dict[str, Any]]:
             summary = json.loads(done.read_text())
         else:
             summary = {"arm": arm, "round": k, "policy_in": policy}
+            out.mkdir(parents=True, exist_ok=True)
             rm_path = ctx.vanilla
+            scored = _scored(ctx, k) if arm != "vanilla" else np.arange(0)
+            samples, held_samples = _round_samples(ctx, arm, k, policy, scored)
             if arm != "vanilla":
-                rm_path = _filter_and_refit(ctx, arm, k, policy, prev_rm, out, summary)
+                rm_path = _filter_and_refit(
+                    ctx, arm, k, (scored, samples), prev_rm, out, summary, held_samples
+                )
+            elif ctx.gold is not None:
+                pairs = _policy_pairs(ctx, held_samples)
+                premise = evaluate_rm(ctx.vanilla, {}, pairs)["premise"]
+                summary["premise"] = {"vanilla_rm": premise, "pairs": pairs.n_pairs}
             # ==== 7-8. RL against the (refit) RM; KL reference fixed at π_SFT ================
             rl = _rl(ctx, k, policy, rm_path, out)
             summary.update(rm=str(rm_path), policy_out=rl["final_checkpoint"])
@@ -185,86 +266,180 @@ def run_arm(ctx: FRFTRun, arm: str) -> list[dict[str, Any]]:
                 (out / "gold.json").write_text(json.dumps(gold, indent=2))
                 summary["gold"] = gold
             done.write_text(json.dumps(summary, indent=2, default=str))
+        ctx.log_round(summary)
         rounds.append(summary)
         policy, prev_rm = summary["policy_out"], summary["rm"]
     return rounds
 
 
-def _filter_and_refit(ctx: FRFTRun, arm: str, k: int, policy: str, prev_rm: str, out, summary):
-    from irlalign.frft.selection import cosine_scores, get_selector, resolve_count
+def _counts(ctx: FRFTRun, n_scored: int) -> tuple[int, int]:
+    """(K, k_val) as counts; k_val must fit in the held-out set it is selected from."""
+    from irlalign.frft.selection import resolve_count
 
-    frft, pool = ctx.frft, ctx.pool
+    n_train = resolve_count(ctx.frft.k, n_scored)
+    n_val = resolve_count(ctx.frft.k_val, n_train)
+    if n_val > len(ctx.held):
+        raise ValueError(
+            f"method.k_val: {n_val} aligned validation pairs asked for, but the held-out set "
+            f"they are selected from has {len(ctx.held)} (method.n_random_val, data.eval)"
+        )
+    return n_train, n_val
+
+
+def _scored(ctx: FRFTRun, k: int) -> np.ndarray:
+    """The pool records scored in round k: all, or a seeded subsample (`pool_subsample`)."""
+    from irlalign.frft.selection import resolve_count
+
+    scored = np.arange(len(ctx.pool))
+    if ctx.frft.pool_subsample is not None:
+        n_sub = resolve_count(ctx.frft.pool_subsample, len(scored))
+        rng = np.random.default_rng(ctx.cfg.seed + 1000 * k)
+        scored = np.sort(rng.choice(scored, n_sub, replace=False))
+    return scored
+
+
+def _round_samples(ctx: FRFTRun, arm: str, k: int, policy: str, scored: np.ndarray):
+    """The frozen policy's samples of round k, drawn in one pass: one per scored pool prompt
+    (the selection), and on H's prompts one (the aligned validation pairs; `frft` and `random`
+    arms) or, on synthetic tasks, two (also the premise pairs). Returns (pool samples, H
+    samples as a list of 1 or 2 texts per H prompt, or None)."""
+    n_held = 2 if ctx.gold is not None else int(arm != "vanilla")
+    prompts = [ctx.pool.prompts[i] for i in scored] + list(ctx.held.prompts) * n_held
+    if not prompts:
+        return [], None
+    texts = _sample(ctx, policy, prompts, ctx.cfg.seed + 1000 * k)
+    m, h = len(scored), len(ctx.held)
+    held = [[texts[m + j * h + i] for j in range(n_held)] for i in range(h)] if n_held else None
+    return texts[:m], held
+
+
+def _policy_pairs(ctx: FRFTRun, samples: list[list[str]]) -> PolicyPairs:
+    responses = [(a, b) for a, b in samples]
+    flat = [r for two in responses for r in two]
+    prompts = [p for p in ctx.held.prompts for _ in range(2)]
+    gold = np.asarray(ctx.gold.score(prompts, flat), dtype=np.float64).reshape(-1, 2)
+    return PolicyPairs(list(ctx.held.prompts), responses, gold)
+
+
+def _filter_and_refit(
+    ctx: FRFTRun, arm: str, k: int, scored_samples, prev_rm: str, out: Path, summary, held_samples
+) -> str:
+    from irlalign.frft.selection import cosine_scores, get_selector
+
+    frft, pool, held = ctx.frft, ctx.pool, ctx.held
     seed = ctx.cfg.seed + 1000 * k
-    # ==== 1-2. freeze π_k; one response per scored pool prompt ================================
-    scored = np.arange(len(pool))
-    if frft.pool_subsample is not None:
-        n_sub = resolve_count(frft.pool_subsample, len(scored))
-        scored = np.sort(np.random.default_rng(seed).choice(scored, n_sub, replace=False))
-    samples = _sample(ctx, policy, [pool.prompts[i] for i in scored], seed)
+    # ==== 1-2. π_k frozen; one response per scored pool prompt (`_round_samples`) ============
+    scored, samples = scored_samples
     # ==== 3-4. embed the responses (never the prompt); cosine scores =========================
-    emb = np.asarray(ctx.embedder().embed(samples), dtype=np.float32)
-    s_w, s_l = cosine_scores(emb, ctx.stored("chosen")[scored], ctx.stored("rejected")[scored])
-    # ==== 5. select K + k_val unique records; seeded train/val split =========================
-    n_train = resolve_count(frft.k, len(scored))
-    n_val = resolve_count(frft.k_val, n_train)
+    s_w, s_l = cosine_scores(
+        ctx.embed(samples),
+        ctx.stored("pool", "chosen")[scored],
+        ctx.stored("pool", "rejected")[scored],
+    )
+    # ==== 5. select K training records (the arm's rule) and k_val aligned validation records
+    # of H (the configured rule, for both arms: pairs aligned with this arm's policy) =========
+    n_train, n_val = _counts(ctx, len(scored))
     rule = frft.rule if arm == "frft" else "random"
-    sel = get_selector(rule)(s_w, s_l, n_train + n_val, tau=frft.tau, seed=seed)
-    train_idx, val_idx = _split(scored, sel.indices, n_val, seed)
-    _write_scored(out, scored, s_w, s_l, samples, train_idx, val_idx)
+    sel = get_selector(rule)(s_w, s_l, n_train, tau=frft.tau, seed=seed)
+    train_idx = scored[sel.indices]
+    h_samples = [s[0] for s in held_samples]
+    h_w, h_l = cosine_scores(
+        ctx.embed(h_samples), ctx.stored("held", "chosen"), ctx.stored("held", "rejected")
+    )
+    val_sel = get_selector(frft.rule)(h_w, h_l, n_val, tau=frft.tau, seed=seed)
+    val_idx = val_sel.indices
+    _write_scored(out / "scored.jsonl", scored, s_w, s_l, samples, train_idx, "train")
+    _write_scored(
+        out / "scored_val.jsonl", np.arange(len(held)), h_w, h_l, h_samples, val_idx, "val"
+    )
     selection = {
         "rule": rule,
         "tau": frft.tau,
         "k": n_train,
         "k_val": n_val,
         "requested": n_train + n_val,
-        "returned": len(sel.indices),
-        "shortfall": sel.shortfall,
+        "returned": len(train_idx) + len(val_idx),
+        "shortfall": sel.shortfall + val_sel.shortfall,
         "seed": seed,
+        "val_rule": frft.rule,
+        "val_source": "held-out set (never trained on)",
+        "val_pool": len(held),
     }
     (out / "selection.json").write_text(json.dumps(selection, indent=2))
-    # ==== 6. refit the RM with Bradley–Terry on the selected training pairs only ==============
+    # ==== 6. refit the RM with Bradley–Terry: the selection, or the pool with it up-weighted
     init = {"vanilla": ctx.vanilla, "previous": prev_rm, "sft": ctx.cfg.model.path}[frft.rm_init]
-    data = write_jsonl(out / "rm_train.jsonl", pool.rows(train_idx))
-    rm = ctx.phase("reward", out / "rm", init, data, training=frft.rm_training)
-    rm = rm["final_checkpoint"]
-    metrics = {"init": frft.rm_init, "init_path": str(init), "train_pairs": len(train_idx)}
-    for name, path in (("init", init if frft.rm_init != "sft" else None), ("refit", rm)):
-        if path is not None:
-            metrics[f"{name}_accuracy_aligned"] = rm_accuracy(path, pool, val_idx)
-            metrics[f"{name}_accuracy_random"] = rm_accuracy(path, ctx.held, ctx.v_idx)
+    rows = refit_rows(len(pool), train_idx, frft.refit, frft.upweight)
+    data = write_jsonl(out / "rm_train.jsonl", pool.rows(rows))
+    training, steps = refit_training(frft.rm_training, len(rows), frft.refit_passes)
+    rm = ctx.phase("reward", out / "rm", init, data, training=training)["final_checkpoint"]
+    metrics = {
+        "init": frft.rm_init,
+        "init_path": str(init),
+        "train_pairs": len(train_idx),
+        "refit": frft.refit,
+        "refit_rows": len(rows),
+        "upweight": _weight(rows, train_idx) if frft.refit == "upweighted" else None,
+        "refit_steps": steps,
+    }
+    premise = _rm_metrics(ctx, metrics, init, rm, val_idx, held_samples)
     (out / "rm_metrics.json").write_text(json.dumps(metrics, indent=2))
     summary.update(selection=selection, rm_metrics=metrics)
+    if premise is not None:
+        summary["premise"] = premise
     return rm
 
 
-def _split(scored: np.ndarray, selected, n_val: int, seed: int):
-    """Pool indices of the refit's training and aligned-validation pairs."""
-    from irlalign.frft.selection import split_train_val
-
-    val_n = min(n_val, len(selected) // 2)
-    train_pos, val_pos = split_train_val(selected, val_n, seed)
-    return scored[train_pos], scored[val_pos]
+def _weight(rows: np.ndarray, selected: np.ndarray) -> int | None:
+    """How many times a selected pair appears in the refit's rows."""
+    return int(np.sum(rows == selected[0])) if len(selected) else None
 
 
-def _write_scored(out: Path, scored, s_w, s_l, samples, train_idx, val_idx) -> None:
-    """`scored.jsonl`: every scored record, its scores, sample and where it went."""
-    split = {int(i): "train" for i in train_idx} | {int(i): "val" for i in val_idx}
+def _rm_metrics(ctx: FRFTRun, metrics: dict, init: str, rm: str, val_idx, held_samples):
+    """Accuracies of the refit's start and result on the aligned validation pairs and on V_rand
+    (labels and truth) into ``metrics``; returns the premise metric (None off synthetic tasks)."""
+    pairs = _policy_pairs(ctx, held_samples) if ctx.gold is not None else None
+    sets = {"aligned": (ctx.held, val_idx), "random": (ctx.held, range(len(ctx.held)))}
+    paths = {"vanilla": ctx.vanilla, "refit": rm}
+    if ctx.frft.rm_init == "previous" and init != ctx.vanilla:
+        paths["init"] = init
+    scores = {name: evaluate_rm(path, sets, pairs) for name, path in paths.items()}
+    if ctx.frft.rm_init != "sft":  # a fresh head has no "before" worth reporting
+        scores.setdefault("init", scores["vanilla"])
+        for key, value in scores["init"].items():
+            if key != "premise":
+                metrics[f"init_{key}"] = value
+    for key, value in scores["refit"].items():
+        if key != "premise":
+            metrics[f"refit_{key}"] = value
+    if pairs is None:
+        return None
+    return {
+        "vanilla_rm": scores["vanilla"]["premise"],
+        "refit_rm": scores["refit"]["premise"],
+        "pairs": pairs.n_pairs,
+    }
+
+
+def _write_scored(path: Path, scored, s_w, s_l, samples, picked, split: str) -> None:
+    """Every scored record of one pool, its scores, sample and whether it was picked."""
+    chosen = {int(i) for i in picked}
     rows = [
         {
             "pool_idx": int(i),
             "s_w": float(a),
             "s_l": float(b),
             "rank_score": float((a + b) / 2),
-            "selected": int(i) in split,
-            "split": split.get(int(i), "none"),
+            "selected": int(i) in chosen,
+            "split": split if int(i) in chosen else "none",
             "sample": t,
         }
         for i, a, b, t in zip(scored, s_w, s_l, samples, strict=True)
     ]
-    write_jsonl(out / "scored.jsonl", rows)
+    write_jsonl(path, rows)
 
 
 def _sample(ctx: FRFTRun, policy: str, prompts: list[str], seed: int) -> list[str]:
+    """One response per prompt, cut at the turn markers."""
     import torch
 
     from irlalign.modeling.load import load_model, load_tokenizer
@@ -273,8 +448,20 @@ def _sample(ctx: FRFTRun, policy: str, prompts: list[str], seed: int) -> list[st
     tok = load_tokenizer(policy)
     torch.manual_seed(seed)
     rollouts = HFSampler(model, tok, ctx.frft.sampling).sample(prompts, 1)
-    # An empty response still needs a text for the embedder.
-    return [truncate_turn(r, ctx.frft.turn_markers) or " " for r in rollouts.responses]
+    return [truncate_turn(r, ctx.frft.turn_markers) for r in rollouts.responses]
+
+
+def _metrics_line(summary: dict[str, Any]) -> dict[str, Any]:
+    """A round summary's numbers as one `metrics.jsonl` line (step = the round)."""
+    line: dict[str, Any] = {"step": summary["round"], "arm": summary["arm"]}
+    for key, value in (summary.get("premise") or {}).items():
+        line[f"premise/{key}"] = value
+    for key, value in (summary.get("rm_metrics") or {}).items():
+        if "accuracy" in key:
+            line[f"rm/{key}"] = value
+    if summary.get("gold"):
+        line["eval/normalised_score"] = summary["gold"]["normalised_score"]
+    return line
 
 
 def _rl(ctx: FRFTRun, k: int, policy: str, rm_path: str, out: Path) -> dict[str, Any]:
