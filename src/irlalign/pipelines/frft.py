@@ -19,7 +19,6 @@ synthetic tasks every round also logs the premise metric (`irlalign.frft.measure
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,12 +27,22 @@ from typing import Any
 import numpy as np
 
 from irlalign.config import RunConfig
-from irlalign.frft.measure import PolicyPairs, evaluate_rm
-from irlalign.frft.pool import PreferencePool, embedding_text, load_pool
+from irlalign.frft.measure import evaluate_rm
+from irlalign.frft.pool import load_pool
 from irlalign.frft.refit import REFIT_MODES, refit_rows, refit_training
-from irlalign.generation.sampling import HFSampler, SamplingConfig
-from irlalign.pipelines.parts import rl_phase, truncate_turn
-from irlalign.runs import RunFolder, write_atomic, write_jsonl
+from irlalign.generation.sampling import SamplingConfig
+from irlalign.pipelines.frft_run import (
+    FRFTRun,
+    gold_reward,
+    policy_pairs,
+    rm_metrics,
+    round_samples,
+    scored_records,
+    upweight_of,
+    write_scored,
+)
+from irlalign.pipelines.parts import rl_phase
+from irlalign.runs import RunFolder, write_jsonl
 
 ARMS = ("frft", "vanilla", "random")
 
@@ -100,73 +109,6 @@ class FRFTConfig:
             raise ValueError(f"method.refit_passes must be > 0, got {self.refit_passes}")
 
 
-@dataclass
-class FRFTRun:
-    """What every arm and round of one FRFT run shares."""
-
-    cfg: RunConfig
-    frft: FRFTConfig
-    run_child: Any
-    pool: PreferencePool  # P: what the pooled RM trains on and the refits select from
-    held: PreferencePool  # H: never trained on; V_rand and the aligned validation pairs
-    vanilla: str
-    eos: str | None = None  # the policy tokenizer's EOS text (see `embedding_text`)
-    gold: Any = None  # the synthetic task's true reward (a `GoldReward`), or None
-    lines: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl, one per round
-    _embedder: Any = None
-    _cache: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
-
-    def embedder(self):
-        """Loaded once: a fixed embedder keeps scores comparable across rounds and arms."""
-        if self._embedder is None:
-            from irlalign.frft.embedders import load_embedder, minilm_folder
-            from irlalign.modeling.load import ModelOptions, load_model, load_tokenizer
-
-            rm = tok = None
-            fallback = self.frft.embedder == "minilm" and minilm_folder() is None
-            if self.frft.embedder == "backbone" or fallback:  # the vanilla RM's frozen backbone
-                rm = load_model(ModelOptions(path=self.vanilla), kind="reward")
-                tok = load_tokenizer(self.vanilla)
-            self._embedder = load_embedder(self.frft.embedder, rm, tok)
-        return self._embedder
-
-    def embedder_name(self) -> str:
-        return str(getattr(self.embedder(), "name", type(self.embedder()).__name__))
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        """Stored responses and policy samples alike, through `embedding_text`."""
-        norm = [embedding_text(t, self.frft.turn_markers, self.eos) for t in texts]
-        return np.asarray(self.embedder().embed(norm), dtype=np.float32)
-
-    def stored(self, which: str, side: str) -> np.ndarray:
-        """Embeddings of the stored chosen / rejected responses of the pool ("pool") or the
-        held-out set ("held") (response text only), cached."""
-        if (which, side) not in self._cache:
-            pool = self.pool if which == "pool" else self.held
-            self._cache[which, side] = self.embed(
-                pool.chosen if side == "chosen" else pool.rejected
-            )
-        return self._cache[which, side]
-
-    def phase(self, method_name: str, folder: Path, model: str, data: Path, **kw) -> dict:
-        """One sub-run on a jsonl file this run wrote; RL phases keep π_SFT as KL reference
-        and are evaluated like the parent."""
-        rl = method_name in ("ppo", "rloo")
-        if rl:
-            kw.update(reference=self.cfg.model.path, evaluate=True)
-        rel = folder.relative_to(self.cfg.run_dir)
-        return self.run_child(
-            method_name, self.cfg, folder=rel, model=model, data={"train": str(data)}, **kw
-        )
-
-    def log_round(self, summary: dict[str, Any]) -> None:
-        """One `metrics.jsonl` line per finished round, the file rewritten whole so that a
-        round redone on a rerun is never logged twice."""
-        self.lines.append(_metrics_line(summary))
-        text = "".join(json.dumps(x) + "\n" for x in self.lines)
-        write_atomic(self.cfg.run_dir / "metrics.jsonl", text)
-
-
 def train_frft(cfg: RunConfig, run_child) -> dict[str, Any]:
     """Run every configured arm for `rounds` rounds; writes `eval.json` with the summaries.
     ``run_child(method_name, cfg, **phase)`` runs the RM fits and the RL phases."""
@@ -190,7 +132,7 @@ def train_frft(cfg: RunConfig, run_child) -> dict[str, Any]:
         held = pool.subset(range(len(pool) - frft.n_random_val, len(pool)))
         pool = pool.head(-frft.n_random_val)
     tokenizer = load_tokenizer(cfg.model.path, cfg.model.trust_remote_code)
-    gold = _gold_reward(cfg, tokenizer)
+    gold = gold_reward(cfg, tokenizer)
     truth = "data" if pool.has_truth and held.has_truth else None
     if gold is not None and truth is None:
         pool, held, truth = pool.with_truth(gold.score), held.with_truth(gold.score), "gold reward"
@@ -198,7 +140,7 @@ def train_frft(cfg: RunConfig, run_child) -> dict[str, Any]:
     run.write_env(cfg.seed)
     ctx = FRFTRun(cfg, frft, run_child, pool, held, vanilla="", eos=tokenizer.eos_token, gold=gold)
     if set(frft.arms) - {"vanilla"}:
-        _counts(ctx, len(_scored(ctx, 0)))  # fail before any training
+        _counts(ctx, len(scored_records(ctx, 0)))  # fail before any training
     # ==== the vanilla (pooled-data) RM: default init, baseline (a), fallback embedder ========
     ctx.vanilla = frft.vanilla_rm or _vanilla_rm(ctx)
     vanilla = evaluate_rm(ctx.vanilla, {"random": (held, range(len(held)))})
@@ -214,16 +156,6 @@ def train_frft(cfg: RunConfig, run_child) -> dict[str, Any]:
     results = {**manifest, "arms": {arm: run_arm(ctx, arm) for arm in frft.arms}}
     run.write_eval(results)
     return results
-
-
-def _gold_reward(cfg: RunConfig, tokenizer):
-    """The synthetic task's r* when `eval.synthetic_task` is set (truth and premise metric)."""
-    if not cfg.eval.synthetic_task:
-        return None
-    from irlalign.synthetic.build import load_task
-    from irlalign.synthetic.gold import GoldReward
-
-    return GoldReward(load_task(cfg.eval.synthetic_task), tokenizer)
 
 
 def _vanilla_rm(ctx: FRFTRun) -> str:
@@ -247,14 +179,14 @@ def run_arm(ctx: FRFTRun, arm: str) -> list[dict[str, Any]]:
             summary = {"arm": arm, "round": k, "policy_in": policy}
             out.mkdir(parents=True, exist_ok=True)
             rm_path = ctx.vanilla
-            scored = _scored(ctx, k) if arm != "vanilla" else np.arange(0)
-            samples, held_samples = _round_samples(ctx, arm, k, policy, scored)
+            scored = scored_records(ctx, k) if arm != "vanilla" else np.arange(0)
+            samples, held_samples = round_samples(ctx, arm, k, policy, scored)
             if arm != "vanilla":
                 rm_path = _filter_and_refit(
                     ctx, arm, k, (scored, samples), prev_rm, out, summary, held_samples
                 )
             elif ctx.gold is not None:
-                pairs = _policy_pairs(ctx, held_samples)
+                pairs = policy_pairs(ctx, held_samples)
                 premise = evaluate_rm(ctx.vanilla, {}, pairs)["premise"]
                 summary["premise"] = {"vanilla_rm": premise, "pairs": pairs.n_pairs}
             # ==== 7-8. RL against the (refit) RM; KL reference fixed at π_SFT ================
@@ -286,41 +218,6 @@ def _counts(ctx: FRFTRun, n_scored: int) -> tuple[int, int]:
     return n_train, n_val
 
 
-def _scored(ctx: FRFTRun, k: int) -> np.ndarray:
-    """The pool records scored in round k: all, or a seeded subsample (`pool_subsample`)."""
-    from irlalign.frft.selection import resolve_count
-
-    scored = np.arange(len(ctx.pool))
-    if ctx.frft.pool_subsample is not None:
-        n_sub = resolve_count(ctx.frft.pool_subsample, len(scored))
-        rng = np.random.default_rng(ctx.cfg.seed + 1000 * k)
-        scored = np.sort(rng.choice(scored, n_sub, replace=False))
-    return scored
-
-
-def _round_samples(ctx: FRFTRun, arm: str, k: int, policy: str, scored: np.ndarray):
-    """The frozen policy's samples of round k, drawn in one pass: one per scored pool prompt
-    (the selection), and on H's prompts one (the aligned validation pairs; `frft` and `random`
-    arms) or, on synthetic tasks, two (also the premise pairs). Returns (pool samples, H
-    samples as a list of 1 or 2 texts per H prompt, or None)."""
-    n_held = 2 if ctx.gold is not None else int(arm != "vanilla")
-    prompts = [ctx.pool.prompts[i] for i in scored] + list(ctx.held.prompts) * n_held
-    if not prompts:
-        return [], None
-    texts = _sample(ctx, policy, prompts, ctx.cfg.seed + 1000 * k)
-    m, h = len(scored), len(ctx.held)
-    held = [[texts[m + j * h + i] for j in range(n_held)] for i in range(h)] if n_held else None
-    return texts[:m], held
-
-
-def _policy_pairs(ctx: FRFTRun, samples: list[list[str]]) -> PolicyPairs:
-    responses = [(a, b) for a, b in samples]
-    flat = [r for two in responses for r in two]
-    prompts = [p for p in ctx.held.prompts for _ in range(2)]
-    gold = np.asarray(ctx.gold.score(prompts, flat), dtype=np.float64).reshape(-1, 2)
-    return PolicyPairs(list(ctx.held.prompts), responses, gold)
-
-
 def _filter_and_refit(
     ctx: FRFTRun, arm: str, k: int, scored_samples, prev_rm: str, out: Path, summary, held_samples
 ) -> str:
@@ -348,8 +245,8 @@ def _filter_and_refit(
     )
     val_sel = get_selector(frft.rule)(h_w, h_l, n_val, tau=frft.tau, seed=seed)
     val_idx = val_sel.indices
-    _write_scored(out / "scored.jsonl", scored, s_w, s_l, samples, train_idx, "train")
-    _write_scored(
+    write_scored(out / "scored.jsonl", scored, s_w, s_l, samples, train_idx, "train")
+    write_scored(
         out / "scored_val.jsonl", np.arange(len(held)), h_w, h_l, h_samples, val_idx, "val"
     )
     selection = {
@@ -378,90 +275,15 @@ def _filter_and_refit(
         "train_pairs": len(train_idx),
         "refit": frft.refit,
         "refit_rows": len(rows),
-        "upweight": _weight(rows, train_idx) if frft.refit == "upweighted" else None,
+        "upweight": upweight_of(rows, train_idx) if frft.refit == "upweighted" else None,
         "refit_steps": steps,
     }
-    premise = _rm_metrics(ctx, metrics, init, rm, val_idx, held_samples)
+    premise = rm_metrics(ctx, metrics, init, rm, val_idx, held_samples)
     (out / "rm_metrics.json").write_text(json.dumps(metrics, indent=2))
     summary.update(selection=selection, rm_metrics=metrics)
     if premise is not None:
         summary["premise"] = premise
     return rm
-
-
-def _weight(rows: np.ndarray, selected: np.ndarray) -> int | None:
-    """How many times a selected pair appears in the refit's rows."""
-    return int(np.sum(rows == selected[0])) if len(selected) else None
-
-
-def _rm_metrics(ctx: FRFTRun, metrics: dict, init: str, rm: str, val_idx, held_samples):
-    """Accuracies of the refit's start and result on the aligned validation pairs and on V_rand
-    (labels and truth) into ``metrics``; returns the premise metric (None off synthetic tasks)."""
-    pairs = _policy_pairs(ctx, held_samples) if ctx.gold is not None else None
-    sets = {"aligned": (ctx.held, val_idx), "random": (ctx.held, range(len(ctx.held)))}
-    paths = {"vanilla": ctx.vanilla, "refit": rm}
-    if ctx.frft.rm_init == "previous" and init != ctx.vanilla:
-        paths["init"] = init
-    scores = {name: evaluate_rm(path, sets, pairs) for name, path in paths.items()}
-    if ctx.frft.rm_init != "sft":  # a fresh head has no "before" worth reporting
-        scores.setdefault("init", scores["vanilla"])
-        for key, value in scores["init"].items():
-            if key != "premise":
-                metrics[f"init_{key}"] = value
-    for key, value in scores["refit"].items():
-        if key != "premise":
-            metrics[f"refit_{key}"] = value
-    if pairs is None:
-        return None
-    return {
-        "vanilla_rm": scores["vanilla"]["premise"],
-        "refit_rm": scores["refit"]["premise"],
-        "pairs": pairs.n_pairs,
-    }
-
-
-def _write_scored(path: Path, scored, s_w, s_l, samples, picked, split: str) -> None:
-    """Every scored record of one pool, its scores, sample and whether it was picked."""
-    chosen = {int(i) for i in picked}
-    rows = [
-        {
-            "pool_idx": int(i),
-            "s_w": float(a),
-            "s_l": float(b),
-            "rank_score": float((a + b) / 2),
-            "selected": int(i) in chosen,
-            "split": split if int(i) in chosen else "none",
-            "sample": t,
-        }
-        for i, a, b, t in zip(scored, s_w, s_l, samples, strict=True)
-    ]
-    write_jsonl(path, rows)
-
-
-def _sample(ctx: FRFTRun, policy: str, prompts: list[str], seed: int) -> list[str]:
-    """One response per prompt, cut at the turn markers."""
-    import torch
-
-    from irlalign.modeling.load import load_model, load_tokenizer
-
-    model = load_model(dataclasses.replace(ctx.cfg.model, path=policy, lora=None)).eval()
-    tok = load_tokenizer(policy)
-    torch.manual_seed(seed)
-    rollouts = HFSampler(model, tok, ctx.frft.sampling).sample(prompts, 1)
-    return [truncate_turn(r, ctx.frft.turn_markers) for r in rollouts.responses]
-
-
-def _metrics_line(summary: dict[str, Any]) -> dict[str, Any]:
-    """A round summary's numbers as one `metrics.jsonl` line (step = the round)."""
-    line: dict[str, Any] = {"step": summary["round"], "arm": summary["arm"]}
-    for key, value in (summary.get("premise") or {}).items():
-        line[f"premise/{key}"] = value
-    for key, value in (summary.get("rm_metrics") or {}).items():
-        if "accuracy" in key:
-            line[f"rm/{key}"] = value
-    if summary.get("gold"):
-        line["eval/normalised_score"] = summary["gold"]["normalised_score"]
-    return line
 
 
 def _rl(ctx: FRFTRun, k: int, policy: str, rm_path: str, out: Path) -> dict[str, Any]:
