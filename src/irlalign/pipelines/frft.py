@@ -20,6 +20,7 @@ synthetic tasks every round also logs the premise metric (`irlalign.frft.measure
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from irlalign.config import RunConfig
+from irlalign.data.formats import DataWarning
 from irlalign.frft.measure import evaluate_rm
 from irlalign.frft.pool import load_pool
 from irlalign.frft.refit import REFIT_MODES, refit_rows, refit_training
@@ -225,7 +227,7 @@ def _filter_and_refit(
 
     frft, pool, held = ctx.frft, ctx.pool, ctx.held
     seed = ctx.cfg.seed + 1000 * k
-    # ==== 1-2. π_k frozen; one response per scored pool prompt (`_round_samples`) ============
+    # ==== 1-2. π_k frozen; one response per scored pool prompt (`round_samples`) =============
     scored, samples = scored_samples
     # ==== 3-4. embed the responses (never the prompt); cosine scores =========================
     s_w, s_l = cosine_scores(
@@ -268,7 +270,12 @@ def _filter_and_refit(
     rows = refit_rows(len(pool), train_idx, frft.refit, frft.upweight)
     data = write_jsonl(out / "rm_train.jsonl", pool.rows(rows))
     training, steps = refit_training(frft.rm_training, len(rows), frft.refit_passes)
-    rm = ctx.phase("reward", out / "rm", init, data, training=training)["final_checkpoint"]
+    with warnings.catch_warnings():
+        if frft.refit == "upweighted":  # the repeated rows are the weighting, not a data fault
+            warnings.filterwarnings(
+                "ignore", message=".*repeat an earlier row", category=DataWarning
+            )
+        rm = ctx.phase("reward", out / "rm", init, data, training=training)["final_checkpoint"]
     metrics = {
         "init": frft.rm_init,
         "init_path": str(init),

@@ -131,6 +131,7 @@ def round_samples(ctx: FRFTRun, arm: str, k: int, policy: str, scored: np.ndarra
 
 
 def policy_pairs(ctx: FRFTRun, samples: list[list[str]]) -> PolicyPairs:
+    """The premise pairs: H's prompts with their two samples, each scored by the gold reward."""
     responses = [(a, b) for a, b in samples]
     flat = [r for two in responses for r in two]
     prompts = [p for p in ctx.held.prompts for _ in range(2)]
