@@ -51,12 +51,12 @@ def test_pool_subset_keeps_the_truth_and_with_truth_fills_it():
     assert gold.has_truth and gold.chosen_true.tolist() == [2, 2, 2, 3]
 
 
-def test_embedding_text_strips_the_eos_marker_and_turns_alike():
-    assert embedding_text("big red ship <eos>", [], "<eos>") == "big red ship"
-    assert embedding_text("big red ship", [], "<eos>") == "big red ship"
-    assert embedding_text("<eos>", [], "<eos>") == " "  # an empty response is one space
-    assert embedding_text(" ok\n\nHuman: next", ["\n\nHuman:"], None) == "ok"
-    assert embedding_text("a <eos> b", [], "<eos>") == "a <eos> b"  # only a trailing marker
+def test_embedding_text_strips_a_trailing_eos_marker():
+    assert embedding_text("big red ship <eos>", "<eos>") == "big red ship"
+    assert embedding_text("big red ship", "<eos>") == "big red ship"
+    assert embedding_text(" <eos>\n", "<eos>") == " "  # an empty response is one space
+    assert embedding_text(" ok ", None) == "ok"
+    assert embedding_text("a <eos> b", "<eos>") == "a <eos> b"  # only a trailing marker
 
 
 def test_round_samples_split_pool_and_held_prompts(monkeypatch):

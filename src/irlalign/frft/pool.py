@@ -5,7 +5,7 @@ response goes through."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,21 +83,19 @@ def load_pool(source: str, split: str, max_rows: int | None = None) -> Preferenc
     )
 
 
-def embedding_text(text: str, markers: Sequence[str], eos: str | None) -> str:
+def embedding_text(text: str, eos: str | None) -> str:
     """The form in which a response is embedded; stored responses and policy samples both go
-    through it, so that they are compared alike.
+    through it (after the same turn-marker cut), so that they are compared alike.
 
-    Cut at the first turn marker, then strip a trailing end-of-sequence marker ``eos`` (the
-    policy tokenizer's EOS text). Stripping, not appending, because policy samples are decoded
-    without special tokens while stored data may spell the marker out (the synthetic
-    responses end in a literal `<eos>`): left on one side only, a mean-pooling embedder sees an
-    extra constant token whose weight is 1/length, so the similarity would partly measure the
-    stored response's length. Appending to both would instead mark a sample cut at
-    `max_new_tokens` as finished. An empty result becomes one space (an embedder needs a text).
+    Strips a trailing end-of-sequence marker ``eos`` (the policy tokenizer's EOS text) and the
+    surrounding whitespace. Stripping, not appending, because policy samples are decoded without
+    special tokens while stored data may spell the marker out (the synthetic responses end in a
+    literal `<eos>`): left on one side only, a mean-pooling embedder sees an extra constant
+    token whose weight is 1/length, so the similarity would partly measure the stored
+    response's length. Appending to both would instead mark a sample cut at `max_new_tokens`
+    as finished. An empty result becomes one space (an embedder needs a text).
     """
-    from irlalign.pipelines.parts import truncate_turn
-
-    text = truncate_turn(text, markers)
+    text = text.strip()
     if eos and text.endswith(eos):
         text = text[: -len(eos)].rstrip()
     return text or " "

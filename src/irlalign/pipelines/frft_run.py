@@ -8,7 +8,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -19,16 +19,13 @@ from irlalign.generation.sampling import HFSampler
 from irlalign.pipelines.parts import truncate_turn
 from irlalign.runs import write_atomic, write_jsonl
 
-if TYPE_CHECKING:
-    from irlalign.pipelines.frft import FRFTConfig
-
 
 @dataclass
 class FRFTRun:
     """What every arm and round of one FRFT run shares."""
 
     cfg: RunConfig
-    frft: FRFTConfig
+    frft: Any  # the method's `FRFTConfig` (irlalign.pipelines.frft)
     run_child: Any
     pool: PreferencePool  # P: what the pooled RM trains on and the refits select from
     held: PreferencePool  # H: never trained on; V_rand and the aligned validation pairs
@@ -58,7 +55,8 @@ class FRFTRun:
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Stored responses and policy samples alike, through `embedding_text`."""
-        norm = [embedding_text(t, self.frft.turn_markers, self.eos) for t in texts]
+        markers = self.frft.turn_markers
+        norm = [embedding_text(truncate_turn(t, markers), self.eos) for t in texts]
         return np.asarray(self.embedder().embed(norm), dtype=np.float32)
 
     def stored(self, which: str, side: str) -> np.ndarray:
