@@ -158,3 +158,25 @@ def test_minilm_sentence_transformers_path_matches_the_transformers_path(minilm)
     assert emb.embed([]).shape == (0, 384)
     ours = SentenceTransformerEmbedder(minilm, backend="transformers").embed(SENTENCES)
     np.testing.assert_allclose(out, ours, atol=1e-5)
+
+
+def test_stored_response_and_policy_sample_embed_alike(tiny):
+    """A stored response spells `<eos>` out; the same response sampled from the policy is
+    decoded without special tokens. Through the pipeline's embedding path both get one vector."""
+    from irlalign.frft.pool import PreferencePool
+    from irlalign.pipelines.frft import FRFTConfig, FRFTRun
+
+    _, tok, model, texts = tiny
+    stored = texts[:3]
+    assert all(t.endswith(tok.eos_token) for t in stored)
+    ids = tok(stored, add_special_tokens=False)["input_ids"]
+    sampled = [tok.decode(row, skip_special_tokens=True) for row in ids]  # as HFSampler does
+    assert sampled != stored
+    pool = PreferencePool(["p"] * 3, stored, stored)
+    embedder = BackboneEmbedder(model, tok)
+    ctx = FRFTRun(None, FRFTConfig(turn_markers=[]), None, pool, pool, "", eos=tok.eos_token)
+    ctx._embedder = embedder
+    np.testing.assert_allclose(ctx.stored("pool", "chosen"), ctx.embed(sampled), atol=1e-6)
+    # Embedded as they come, the two forms differ: the extra token shifts the mean.
+    raw = embedder.embed(stored) - embedder.embed(sampled)
+    assert np.abs(raw).max() > 1e-3

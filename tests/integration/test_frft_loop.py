@@ -1,5 +1,7 @@
-"""`irlalign train frft` on the tiny model: two rounds, the three arms, both embedders; every
-round folder complete, the refit sees only its selected pairs, resume at a round boundary."""
+"""`irlalign train frft` on the tiny model: two rounds, the three arms, both embedders, both refit
+modes; every round folder complete, the refit sees only its selected pairs (or the pool with them
+up-weighted), the aligned validation pairs come from the held-out set the pooled RM never saw,
+accuracies against the truth and the premise metric are logged, resume at a round boundary."""
 
 from __future__ import annotations
 
@@ -10,7 +12,14 @@ import pytest
 
 from irlalign.methods import resolve, train
 
-PARTS = ("scored.jsonl", "selection.json", "rm_metrics.json", "rm_train.jsonl", "round.json")
+PARTS = (
+    "scored.jsonl",
+    "scored_val.jsonl",
+    "selection.json",
+    "rm_metrics.json",
+    "rm_train.jsonl",
+    "round.json",
+)
 
 
 def _raw(task: Path, out: Path, embedder: str, trainer: str = "ppo") -> dict:
@@ -42,17 +51,32 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines()]
 
 
-@pytest.mark.parametrize(("embedder", "trainer"), [("backbone", "ppo"), ("minilm", "rloo")])
-def test_frft_rounds_and_baselines(embedder, trainer, smoke_task_dir, tmp_path):
+def _triples(rows) -> list[tuple[str, str, str]]:
+    return sorted((r["prompt"], r["chosen"], r["rejected"]) for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("embedder", "trainer", "refit"),
+    [("backbone", "ppo", "subset"), ("minilm", "rloo", "upweighted")],
+)
+def test_frft_rounds_and_baselines(embedder, trainer, refit, smoke_task_dir, tmp_path):
     if embedder == "minilm":
         from irlalign.frft.embedders import minilm_folder
 
         if minilm_folder() is None:
             pytest.skip("all-MiniLM-L6-v2 package not installed (make real)")
     out = tmp_path / "frft"
-    results = train(resolve("frft", _raw(smoke_task_dir, out, embedder, trainer)))
+    raw = _raw(smoke_task_dir, out, embedder, trainer)
+    raw["method"].update(refit=refit, upweight=3)
+    results = train(resolve("frft", raw))
     assert set(results["arms"]) == {"frft", "vanilla", "random"}
     assert (out / "manifest.json").exists() and (out / "vanilla_rm" / "checkpoints").exists()
+    assert results["truth"] == "data" and 0 <= results["vanilla_rm_accuracy_random_true"] <= 1
+    from datasets import load_from_disk
+
+    prefs = load_from_disk(str(smoke_task_dir / "preferences"))["train"]
+    vanilla_rows = _triples(_lines(out / "vanilla_rm" / "pool.jsonl"))
+    assert len(vanilla_rows) == 30  # 40 rows, the last 10 held out
     for arm in ("frft", "random"):
         for k in range(2):
             folder = out / arm / f"round_{k:02d}"
@@ -64,17 +88,34 @@ def test_frft_rounds_and_baselines(embedder, trainer, smoke_task_dir, tmp_path):
             scored = _lines(folder / "scored.jsonl")
             train_idx = [r["pool_idx"] for r in scored if r["split"] == "train"]
             sel = json.loads((folder / "selection.json").read_text())
-            assert len(train_idx) == 8 and sel["requested"] == 12
-            refit_rows = _lines(folder / "rm_train.jsonl")  # the refit's data: exactly S_train
-            assert len(refit_rows) == len(train_idx)
-            from datasets import load_from_disk
-
-            prefs = load_from_disk(str(smoke_task_dir / "preferences"))["train"]
-            pairs = lambda rows: sorted((r["prompt"], r["chosen"], r["rejected"]) for r in rows)  # noqa: E731
-            assert pairs(refit_rows) == pairs(prefs[i] for i in train_idx)
+            assert len(train_idx) == 8 and sel["requested"] == 12 and sel["returned"] == 12
+            # The aligned validation pairs: k_val records of the held-out tail (pool rows 30-39),
+            # none of which trained the pooled RM.
+            val_idx = [r["pool_idx"] for r in _lines(folder / "scored_val.jsonl") if r["selected"]]
+            val_rows = _triples(prefs[30 + i] for i in val_idx)
+            assert len(val_idx) == 4 and not set(val_rows) & set(vanilla_rows)
+            refit_rows = _triples(_lines(folder / "rm_train.jsonl"))
+            selected = _triples(prefs[i] for i in train_idx)
+            if refit == "subset":  # the refit's data: exactly S_train
+                assert refit_rows == selected
+            else:  # the pool once, each selected pair three times in all
+                assert refit_rows == sorted(vanilla_rows + 2 * selected)
+            metrics = json.loads((folder / "rm_metrics.json").read_text())
+            for key in ("aligned", "random", "aligned_true", "random_true"):
+                assert 0 <= metrics[f"refit_accuracy_{key}"] <= 1, key
+            assert metrics["refit_steps"] == 2 and metrics["refit"] == refit
     rounds = results["arms"]["frft"]
     assert rounds[1]["policy_in"] == rounds[0]["policy_out"]
     assert (out / "vanilla" / "round_01" / "round.json").exists()
+    # The premise metric: every arm and round, in its summary and in metrics.jsonl.
+    lines = _lines(out / "metrics.jsonl")
+    assert [(x["arm"], x["step"]) for x in lines] == [
+        (arm, k) for arm in ("frft", "vanilla", "random") for k in range(2)
+    ]
+    for line, arm in zip(lines, ["frft"] * 2 + ["vanilla"] * 2 + ["random"] * 2, strict=True):
+        premise = results["arms"][arm][line["step"]]["premise"]
+        assert line["premise/vanilla_rm"] == premise["vanilla_rm"] and premise["pairs"] > 0
+        assert ("premise/refit_rm" in line) == (arm != "vanilla")
 
 
 def test_frft_resumes_at_a_round_boundary(smoke_task_dir, tmp_path):

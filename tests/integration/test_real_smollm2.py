@@ -174,6 +174,8 @@ def test_frft_one_round_on_smollm2_with_minilm(smollm2, tmp_path):
     for part in ("scored.jsonl", "selection.json", "rm_metrics.json", "round.json"):
         assert (folder / part).exists(), part
     scored = [json.loads(x) for x in (folder / "scored.jsonl").read_text().splitlines()]
-    assert len(scored) == 20 and sum(r["selected"] for r in scored) == 8
+    assert len(scored) == 20 and sum(r["selected"] for r in scored) == 6
+    held = [json.loads(x) for x in (folder / "scored_val.jsonl").read_text().splitlines()]
+    assert len(held) == 4 and sum(r["selected"] for r in held) == 2  # from the held-out tail
     assert all(-1.0 <= r["s_w"] <= 1.0 and "Human:" not in r["sample"] for r in scored)
     assert (folder / "policy" / "checkpoints" / "final" / "config.json").exists()

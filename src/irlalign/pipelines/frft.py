@@ -9,12 +9,18 @@ selectable) against the refit RM with the KL reference fixed at π_SFT.
 The same command runs the paper's baselines: `vanilla` (RL against the fixed pooled RM) and
 `random` (the loop with a random subset of the same size). Each arm writes
 `<arm>/round_<kk>/`; a finished round is skipped on a rerun (resume at a round boundary).
+
+Measurement: a held-out set H (the eval split, or the pool's tail) never trains the pooled RM
+nor any refit. V_rand is all of H; the aligned validation pairs are the k_val records of H that
+the configured rule selects for the arm's frozen policy. Accuracies are reported against the
+labels and, when the data or the synthetic task gives it, against the true ordering; on
+synthetic tasks every round also logs the premise metric (`irlalign.frft.measure`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +28,22 @@ from typing import Any
 import numpy as np
 
 from irlalign.config import RunConfig
-from irlalign.frft.pool import PreferencePool, load_pool, rm_accuracy
-from irlalign.generation.sampling import HFSampler, SamplingConfig
-from irlalign.pipelines.parts import rl_phase, truncate_turn
+from irlalign.data.formats import DataWarning
+from irlalign.frft.measure import evaluate_rm
+from irlalign.frft.pool import load_pool
+from irlalign.frft.refit import REFIT_MODES, refit_rows, refit_training
+from irlalign.generation.sampling import SamplingConfig
+from irlalign.pipelines.frft_run import (
+    FRFTRun,
+    gold_reward,
+    policy_pairs,
+    rm_metrics,
+    round_samples,
+    scored_records,
+    upweight_of,
+    write_scored,
+)
+from irlalign.pipelines.parts import rl_phase
 from irlalign.runs import RunFolder, write_jsonl
 
 ARMS = ("frft", "vanilla", "random")
@@ -36,7 +55,7 @@ class FRFTConfig:
     arms: tuple[str, ...] = ARMS  # FRFT and the two baselines, in one command
     rule: str = "top_mean"  # selection rule of the FRFT arm (`random` is the baseline's)
     k: float = 2000  # training pairs: a count, or a fraction (< 1) of the scored records
-    k_val: float = 200  # aligned validation pairs: a count, or a fraction (< 1) of k
+    k_val: float = 200  # aligned validation pairs (from the held-out set): count or fraction of k
     tau: float = 0.8  # threshold rules only
     pool_subsample: float | None = None  # score a seeded subsample per round (count/fraction)
     embedder: str = "minilm"  # "minilm" (local all-MiniLM-L6-v2), "backbone", or a local folder
@@ -44,7 +63,11 @@ class FRFTConfig:
     vanilla_rm: str | None = None  # a given pooled-data RM folder; otherwise trained here
     vanilla_training: dict[str, Any] = field(default_factory=dict)  # TrainingArguments keywords
     rm_training: dict[str, Any] = field(default_factory=dict)  # the refit's TrainingArguments
-    n_random_val: int = 1000  # V_rand: random held-out pairs (the eval split when given)
+    # max_steps unset (and no num_train_epochs): ceil(refit_passes · refit rows / batch size)
+    refit_passes: float = 1.0
+    refit: str = "subset"  # subset (the selected pairs) | upweighted (whole pool, selection ×w)
+    upweight: int | None = None  # w of `upweighted`; None: round((N − K) / K)
+    n_random_val: int = 1000  # held-out set H = V_rand (the eval split when given)
     policy_trainer: str = "ppo"  # or "rloo"
     # Each round's RL phase: `method` and `training` over the defaults every pipeline's RL phase
     # shares (`irlalign.pipelines.parts.rl_phase`).
@@ -70,82 +93,65 @@ class FRFTConfig:
             raise ValueError("policy_trainer is ppo | rloo")
         if self.k <= 0 or self.k_val < 0 or self.rl_prompts_per_round < 1:
             raise ValueError("k > 0, k_val >= 0 and rl_prompts_per_round >= 1 are required")
-
-
-@dataclass
-class FRFTRun:
-    """What every arm and round of one FRFT run shares."""
-
-    cfg: RunConfig
-    frft: FRFTConfig
-    run_child: Any
-    pool: PreferencePool
-    held: PreferencePool  # where V_rand lives
-    v_idx: np.ndarray
-    vanilla: str
-    _embedder: Any = None
-    _cache: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def embedder(self):
-        """Loaded once: a fixed embedder keeps scores comparable across rounds and arms."""
-        if self._embedder is None:
-            from irlalign.frft.embedders import load_embedder, minilm_folder
-            from irlalign.modeling.load import ModelOptions, load_model, load_tokenizer
-
-            rm = tok = None
-            fallback = self.frft.embedder == "minilm" and minilm_folder() is None
-            if self.frft.embedder == "backbone" or fallback:  # the vanilla RM's frozen backbone
-                rm = load_model(ModelOptions(path=self.vanilla), kind="reward")
-                tok = load_tokenizer(self.vanilla)
-            self._embedder = load_embedder(self.frft.embedder, rm, tok)
-        return self._embedder
-
-    def embedder_name(self) -> str:
-        return str(getattr(self.embedder(), "name", type(self.embedder()).__name__))
-
-    def stored(self, side: str) -> np.ndarray:
-        """Embeddings of the stored chosen / rejected responses (response text only), cached."""
-        if side not in self._cache:
-            texts = self.pool.chosen if side == "chosen" else self.pool.rejected
-            self._cache[side] = np.asarray(self.embedder().embed(texts), dtype=np.float32)
-        return self._cache[side]
-
-    def phase(self, method_name: str, folder: Path, model: str, data: Path, **kw) -> dict:
-        """One sub-run on a jsonl file this run wrote; RL phases keep π_SFT as KL reference
-        and are evaluated like the parent."""
-        rl = method_name in ("ppo", "rloo")
-        if rl:
-            kw.update(reference=self.cfg.model.path, evaluate=True)
-        rel = folder.relative_to(self.cfg.run_dir)
-        return self.run_child(
-            method_name, self.cfg, folder=rel, model=model, data={"train": str(data)}, **kw
+        if self.n_random_val < 1:
+            raise ValueError("method.n_random_val (the held-out set) must be >= 1")
+        if isinstance(self.k_val, int) and self.k_val > self.n_random_val:
+            raise ValueError(
+                f"method.k_val={self.k_val}: the aligned validation pairs are selected from the "
+                f"held-out set of n_random_val={self.n_random_val} pairs; lower k_val"
+            )
+        if self.refit not in REFIT_MODES:
+            raise ValueError(f"method.refit is {' | '.join(REFIT_MODES)}, got {self.refit!r}")
+        bad_weight = self.upweight is not None and (
+            isinstance(self.upweight, bool) or not isinstance(self.upweight, int)
         )
+        if bad_weight or (self.upweight is not None and self.upweight < 1):
+            raise ValueError(f"method.upweight must be an int >= 1 or null, got {self.upweight!r}")
+        if not self.refit_passes > 0:
+            raise ValueError(f"method.refit_passes must be > 0, got {self.refit_passes}")
 
 
 def train_frft(cfg: RunConfig, run_child) -> dict[str, Any]:
     """Run every configured arm for `rounds` rounds; writes `eval.json` with the summaries.
     ``run_child(method_name, cfg, **phase)`` runs the RM fits and the RL phases."""
+    from irlalign.modeling.load import load_tokenizer
+
     frft: FRFTConfig = cfg.method_config
     run_dir = cfg.run_dir
     run = RunFolder(run_dir)
     run.check_rounds(cfg.to_dict(), "*/round_*/round.json")
     pool = load_pool(cfg.data.train, cfg.data.split, cfg.data.max_rows)
-    # ==== V_rand: fixed random held-out pairs, identical for every arm and round =============
+    # ==== H: held-out pairs, identical for every arm and round, never trained on =============
     if cfg.data.eval:
         held = load_pool(cfg.data.eval, cfg.data.eval_split)
-        v_idx = np.arange(min(frft.n_random_val, len(held)))
+        held = held.head(min(frft.n_random_val, len(held)))
     else:  # a slice of the pool, excluded from scoring, selection and training
-        held, v_idx = pool, np.arange(len(pool) - frft.n_random_val, len(pool))
+        if frft.n_random_val >= len(pool):
+            raise ValueError(
+                f"method.n_random_val={frft.n_random_val} holds out the whole pool of "
+                f"{len(pool)} pairs; lower it or give data.eval"
+            )
+        held = pool.subset(range(len(pool) - frft.n_random_val, len(pool)))
         pool = pool.head(-frft.n_random_val)
+    tokenizer = load_tokenizer(cfg.model.path, cfg.model.trust_remote_code)
+    gold = gold_reward(cfg, tokenizer)
+    truth = "data" if pool.has_truth and held.has_truth else None
+    if gold is not None and truth is None:
+        pool, held, truth = pool.with_truth(gold.score), held.with_truth(gold.score), "gold reward"
     run.write_config(cfg.to_dict())  # the data passed validation
     run.write_env(cfg.seed)
-    ctx = FRFTRun(cfg, frft, run_child, pool, held, v_idx, vanilla="")
+    ctx = FRFTRun(cfg, frft, run_child, pool, held, vanilla="", eos=tokenizer.eos_token, gold=gold)
+    if set(frft.arms) - {"vanilla"}:
+        _counts(ctx, len(scored_records(ctx, 0)))  # fail before any training
     # ==== the vanilla (pooled-data) RM: default init, baseline (a), fallback embedder ========
     ctx.vanilla = frft.vanilla_rm or _vanilla_rm(ctx)
+    vanilla = evaluate_rm(ctx.vanilla, {"random": (held, range(len(held)))})
     manifest = {
         "vanilla_rm": str(ctx.vanilla),
-        "vanilla_rm_accuracy_random": rm_accuracy(ctx.vanilla, held, v_idx),
-        "random_val": {"source": "eval split" if cfg.data.eval else "pool tail", "n": len(v_idx)},
+        "vanilla_rm_accuracy_random": vanilla["accuracy_random"],
+        "vanilla_rm_accuracy_random_true": vanilla["accuracy_random_true"],
+        "random_val": {"source": "eval split" if cfg.data.eval else "pool tail", "n": len(held)},
+        "truth": truth,  # where the true ordering comes from (None: labels only)
         "embedder": ctx.embedder_name(),
     }
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -173,9 +179,18 @@ def run_arm(ctx: FRFTRun, arm: str) -> list[dict[str, Any]]:
             summary = json.loads(done.read_text())
         else:
             summary = {"arm": arm, "round": k, "policy_in": policy}
+            out.mkdir(parents=True, exist_ok=True)
             rm_path = ctx.vanilla
+            scored = scored_records(ctx, k) if arm != "vanilla" else np.arange(0)
+            samples, held_samples = round_samples(ctx, arm, k, policy, scored)
             if arm != "vanilla":
-                rm_path = _filter_and_refit(ctx, arm, k, policy, prev_rm, out, summary)
+                rm_path = _filter_and_refit(
+                    ctx, arm, k, (scored, samples), prev_rm, out, summary, held_samples
+                )
+            elif ctx.gold is not None:
+                pairs = policy_pairs(ctx, held_samples)
+                premise = evaluate_rm(ctx.vanilla, {}, pairs)["premise"]
+                summary["premise"] = {"vanilla_rm": premise, "pairs": pairs.n_pairs}
             # ==== 7-8. RL against the (refit) RM; KL reference fixed at π_SFT ================
             rl = _rl(ctx, k, policy, rm_path, out)
             summary.update(rm=str(rm_path), policy_out=rl["final_checkpoint"])
@@ -185,96 +200,97 @@ def run_arm(ctx: FRFTRun, arm: str) -> list[dict[str, Any]]:
                 (out / "gold.json").write_text(json.dumps(gold, indent=2))
                 summary["gold"] = gold
             done.write_text(json.dumps(summary, indent=2, default=str))
+        ctx.log_round(summary)
         rounds.append(summary)
         policy, prev_rm = summary["policy_out"], summary["rm"]
     return rounds
 
 
-def _filter_and_refit(ctx: FRFTRun, arm: str, k: int, policy: str, prev_rm: str, out, summary):
-    from irlalign.frft.selection import cosine_scores, get_selector, resolve_count
+def _counts(ctx: FRFTRun, n_scored: int) -> tuple[int, int]:
+    """(K, k_val) as counts; k_val must fit in the held-out set it is selected from."""
+    from irlalign.frft.selection import resolve_count
 
-    frft, pool = ctx.frft, ctx.pool
+    n_train = resolve_count(ctx.frft.k, n_scored)
+    n_val = resolve_count(ctx.frft.k_val, n_train)
+    if n_val > len(ctx.held):
+        raise ValueError(
+            f"method.k_val: {n_val} aligned validation pairs asked for, but the held-out set "
+            f"they are selected from has {len(ctx.held)} (method.n_random_val, data.eval)"
+        )
+    return n_train, n_val
+
+
+def _filter_and_refit(
+    ctx: FRFTRun, arm: str, k: int, scored_samples, prev_rm: str, out: Path, summary, held_samples
+) -> str:
+    from irlalign.frft.selection import cosine_scores, get_selector
+
+    frft, pool, held = ctx.frft, ctx.pool, ctx.held
     seed = ctx.cfg.seed + 1000 * k
-    # ==== 1-2. freeze π_k; one response per scored pool prompt ================================
-    scored = np.arange(len(pool))
-    if frft.pool_subsample is not None:
-        n_sub = resolve_count(frft.pool_subsample, len(scored))
-        scored = np.sort(np.random.default_rng(seed).choice(scored, n_sub, replace=False))
-    samples = _sample(ctx, policy, [pool.prompts[i] for i in scored], seed)
+    # ==== 1-2. π_k frozen; one response per scored pool prompt (`round_samples`) =============
+    scored, samples = scored_samples
     # ==== 3-4. embed the responses (never the prompt); cosine scores =========================
-    emb = np.asarray(ctx.embedder().embed(samples), dtype=np.float32)
-    s_w, s_l = cosine_scores(emb, ctx.stored("chosen")[scored], ctx.stored("rejected")[scored])
-    # ==== 5. select K + k_val unique records; seeded train/val split =========================
-    n_train = resolve_count(frft.k, len(scored))
-    n_val = resolve_count(frft.k_val, n_train)
+    s_w, s_l = cosine_scores(
+        ctx.embed(samples),
+        ctx.stored("pool", "chosen")[scored],
+        ctx.stored("pool", "rejected")[scored],
+    )
+    # ==== 5. select K training records (the arm's rule) and k_val aligned validation records
+    # of H (the configured rule, for both arms: pairs aligned with this arm's policy) =========
+    n_train, n_val = _counts(ctx, len(scored))
     rule = frft.rule if arm == "frft" else "random"
-    sel = get_selector(rule)(s_w, s_l, n_train + n_val, tau=frft.tau, seed=seed)
-    train_idx, val_idx = _split(scored, sel.indices, n_val, seed)
-    _write_scored(out, scored, s_w, s_l, samples, train_idx, val_idx)
+    sel = get_selector(rule)(s_w, s_l, n_train, tau=frft.tau, seed=seed)
+    train_idx = scored[sel.indices]
+    h_samples = [s[0] for s in held_samples]
+    h_w, h_l = cosine_scores(
+        ctx.embed(h_samples), ctx.stored("held", "chosen"), ctx.stored("held", "rejected")
+    )
+    val_sel = get_selector(frft.rule)(h_w, h_l, n_val, tau=frft.tau, seed=seed)
+    val_idx = val_sel.indices
+    write_scored(out / "scored.jsonl", scored, s_w, s_l, samples, train_idx, "train")
+    write_scored(
+        out / "scored_val.jsonl", np.arange(len(held)), h_w, h_l, h_samples, val_idx, "val"
+    )
     selection = {
         "rule": rule,
         "tau": frft.tau,
         "k": n_train,
         "k_val": n_val,
         "requested": n_train + n_val,
-        "returned": len(sel.indices),
-        "shortfall": sel.shortfall,
+        "returned": len(train_idx) + len(val_idx),
+        "shortfall": sel.shortfall + val_sel.shortfall,
         "seed": seed,
+        "val_rule": frft.rule,
+        "val_source": "held-out set (never trained on)",
+        "val_pool": len(held),
     }
     (out / "selection.json").write_text(json.dumps(selection, indent=2))
-    # ==== 6. refit the RM with Bradley–Terry on the selected training pairs only ==============
+    # ==== 6. refit the RM with Bradley–Terry: the selection, or the pool with it up-weighted
     init = {"vanilla": ctx.vanilla, "previous": prev_rm, "sft": ctx.cfg.model.path}[frft.rm_init]
-    data = write_jsonl(out / "rm_train.jsonl", pool.rows(train_idx))
-    rm = ctx.phase("reward", out / "rm", init, data, training=frft.rm_training)
-    rm = rm["final_checkpoint"]
-    metrics = {"init": frft.rm_init, "init_path": str(init), "train_pairs": len(train_idx)}
-    for name, path in (("init", init if frft.rm_init != "sft" else None), ("refit", rm)):
-        if path is not None:
-            metrics[f"{name}_accuracy_aligned"] = rm_accuracy(path, pool, val_idx)
-            metrics[f"{name}_accuracy_random"] = rm_accuracy(path, ctx.held, ctx.v_idx)
+    rows = refit_rows(len(pool), train_idx, frft.refit, frft.upweight)
+    data = write_jsonl(out / "rm_train.jsonl", pool.rows(rows))
+    training, steps = refit_training(frft.rm_training, len(rows), frft.refit_passes)
+    with warnings.catch_warnings():
+        if frft.refit == "upweighted":  # the repeated rows are the weighting, not a data fault
+            warnings.filterwarnings(
+                "ignore", message=".*repeat an earlier row", category=DataWarning
+            )
+        rm = ctx.phase("reward", out / "rm", init, data, training=training)["final_checkpoint"]
+    metrics = {
+        "init": frft.rm_init,
+        "init_path": str(init),
+        "train_pairs": len(train_idx),
+        "refit": frft.refit,
+        "refit_rows": len(rows),
+        "upweight": upweight_of(rows, train_idx) if frft.refit == "upweighted" else None,
+        "refit_steps": steps,
+    }
+    premise = rm_metrics(ctx, metrics, init, rm, val_idx, held_samples)
     (out / "rm_metrics.json").write_text(json.dumps(metrics, indent=2))
     summary.update(selection=selection, rm_metrics=metrics)
+    if premise is not None:
+        summary["premise"] = premise
     return rm
-
-
-def _split(scored: np.ndarray, selected, n_val: int, seed: int):
-    """Pool indices of the refit's training and aligned-validation pairs."""
-    from irlalign.frft.selection import split_train_val
-
-    val_n = min(n_val, len(selected) // 2)
-    train_pos, val_pos = split_train_val(selected, val_n, seed)
-    return scored[train_pos], scored[val_pos]
-
-
-def _write_scored(out: Path, scored, s_w, s_l, samples, train_idx, val_idx) -> None:
-    """`scored.jsonl`: every scored record, its scores, sample and where it went."""
-    split = {int(i): "train" for i in train_idx} | {int(i): "val" for i in val_idx}
-    rows = [
-        {
-            "pool_idx": int(i),
-            "s_w": float(a),
-            "s_l": float(b),
-            "rank_score": float((a + b) / 2),
-            "selected": int(i) in split,
-            "split": split.get(int(i), "none"),
-            "sample": t,
-        }
-        for i, a, b, t in zip(scored, s_w, s_l, samples, strict=True)
-    ]
-    write_jsonl(out / "scored.jsonl", rows)
-
-
-def _sample(ctx: FRFTRun, policy: str, prompts: list[str], seed: int) -> list[str]:
-    import torch
-
-    from irlalign.modeling.load import load_model, load_tokenizer
-
-    model = load_model(dataclasses.replace(ctx.cfg.model, path=policy, lora=None)).eval()
-    tok = load_tokenizer(policy)
-    torch.manual_seed(seed)
-    rollouts = HFSampler(model, tok, ctx.frft.sampling).sample(prompts, 1)
-    # An empty response still needs a text for the embedder.
-    return [truncate_turn(r, ctx.frft.turn_markers) or " " for r in rollouts.responses]
 
 
 def _rl(ctx: FRFTRun, k: int, policy: str, rm_path: str, out: Path) -> dict[str, Any]:
