@@ -108,6 +108,38 @@ def test_lora_adapter_run_and_merged_folders_sample_alike(
     assert responses["adapter"] == responses["merged"] and len(responses["adapter"]) == 12
 
 
+def test_rewards_and_sample_read_a_lora_adapter_as_its_merged_model(
+    lora_run, smoke_task_dir, tmp_path, capsys
+):
+    """`irlalign rewards` and `irlalign sample` load the adapter folder (`final/`) onto its base
+    model; the token rewards equal those of `final_merged`, and a run folder stands for it."""
+    demos = str(smoke_task_dir / "demos")
+    rows = {}
+    for name in ("final", "final_merged"):
+        out = tmp_path / f"{name}.jsonl"
+        model = str(lora_run / "checkpoints" / name)
+        argv = ["rewards", "--model", model, "--data", demos, "--out", str(out)]
+        assert main([*argv, "--max-rows", "3"]) == 0
+        rows[name] = _records(out)
+    for a, b in zip(rows["final"], rows["final_merged"], strict=True):
+        assert a["tokens"] == b["tokens"]
+        assert a["rewards"] == pytest.approx(b["rewards"], abs=1e-4)
+    capsys.readouterr()
+    argv = [
+        "sample",
+        "--model",
+        str(lora_run),
+        "--prompts",
+        demos,
+        "-n",
+        "1",
+        "--max-new-tokens",
+        "4",
+    ]
+    assert main(argv) == 0
+    assert ">>> " in capsys.readouterr().out
+
+
 def test_reward_model_folder_judges_and_a_json_out(prompts_file, smoke_task_dir, tmp_path, capsys):
     """A sequence classifier with one label (a Bradley–Terry folder, here untrained) judges;
     `--out x.json` writes the summary there and the samples beside it."""

@@ -7,7 +7,11 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="causal LM (IQLearn) or reward model")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="causal LM (IQLearn; a run, checkpoint or LoRA adapter folder) or reward model",
+    )
     parser.add_argument("--data", required=True, help="prompt/completion or messages data")
     parser.add_argument("--split", default="train")
     parser.add_argument("--out", required=True, help="JSONL file to write")
@@ -19,9 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from irlalign.eval.checkpoints import resolve_model
     from irlalign.extract import extract_to_jsonl, reward_model_to_jsonl
     from irlalign.modeling.reward import is_reward_model_folder
 
+    args.model = resolve_model(args.model)  # a run folder stands for its final checkpoint
     if is_reward_model_folder(args.model):
         n = reward_model_to_jsonl(
             args.model,

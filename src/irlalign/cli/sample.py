@@ -7,7 +7,9 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="causal-LM checkpoint folder")
+    parser.add_argument(
+        "--model", required=True, help="run folder, checkpoint folder or LoRA adapter folder"
+    )
     parser.add_argument("--prompts", required=True, help="data file or folder with prompts")
     parser.add_argument("--split", default="train")
     parser.add_argument("-n", "--num-prompts", type=int, default=4, help="prompts to sample")
@@ -22,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from irlalign.config import ModelOptions
+    from irlalign.eval.checkpoints import resolve_model
     from irlalign.generation.sampling import HFSampler, SamplingConfig
     from irlalign.loops.setup import load_prompts
     from irlalign.modeling.load import load_model, load_tokenizer
@@ -29,9 +32,10 @@ def run(args: argparse.Namespace) -> int:
     if args.num_prompts < 1 or args.samples < 1:
         raise ValueError("--num-prompts and --samples must be >= 1")
     sampling = SamplingConfig(temperature=args.temperature, max_new_tokens=args.max_new_tokens)
-    tokenizer = load_tokenizer(args.model)
+    path = resolve_model(args.model)
+    tokenizer = load_tokenizer(path)
     prompts = load_prompts(args.prompts, args.split, tokenizer, args.num_prompts)
-    model = load_model(ModelOptions(path=args.model)).eval()
+    model = load_model(ModelOptions(path=path)).eval()
     torch.manual_seed(args.seed)
     rollouts = HFSampler(model, tokenizer, sampling).sample(prompts, args.samples)
     for i, response in enumerate(rollouts.responses):

@@ -10,7 +10,9 @@ ids do not all fit the model's embedding is refused at load time, not at the fir
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -93,12 +95,15 @@ def check_vocabulary(tokenizer: PreTrainedTokenizerBase, path: str) -> None:
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
-    source = model_source(path)
+    from irlalign.modeling.adapters import is_adapter_folder, model_folder, tokenizer_folder
+
+    folder = tokenizer_folder(path)  # a LoRA adapter saved with its tokenizer: that folder
+    source = str(local_path(folder)) if is_adapter_folder(folder) else model_source(folder)
     try:
         tok = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except Exception as err:  # tokenizer files: JSON, sentencepiece, missing files, offline
         raise ValueError(f"{path}: cannot load the tokenizer ({root_cause(err)})") from err
-    check_vocabulary(tok, path)
+    check_vocabulary(tok, model_folder(path))
     if tok.pad_token is None:  # GPT-2 style tokenizers: pad with EOS, masks keep it harmless
         tok.pad_token = tok.eos_token
     return tok
@@ -108,6 +113,12 @@ def load_model(options: ModelOptions, kind: str = "causal_lm", **kwargs: Any) ->
     """Load a causal LM or a scalar reward model (sequence classifier, `num_labels=1`)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+    from irlalign.modeling.adapters import adapter_base, is_adapter_folder, merge_adapter
+
+    if kind == "causal_lm" and is_adapter_folder(options.path):  # a LoRA run's `final/`
+        base = dataclasses.replace(options, path=adapter_base(Path(options.path)), lora=None)
+        model = merge_adapter(load_model(base, kind, **kwargs), options.path)
+        return apply_lora(model, options.lora, kind) if options.lora is not None else model
     source = model_source(options.path)
     if kind == "reward":
         kwargs.setdefault("num_labels", 1)

@@ -1,0 +1,77 @@
+"""LoRA adapter folders as models: the `checkpoints/final` of a LoRA run holds the adapter
+(what peft users expect), and every consumer that loads a causal LM also accepts it, by loading
+its base model and merging the adapter in (generation then runs at the base model's speed).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ADAPTER_CONFIG = "adapter_config.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def is_adapter_folder(path: str | Path) -> bool:
+    folder = Path(path)
+    return (folder / ADAPTER_CONFIG).is_file() and not (folder / "config.json").is_file()
+
+
+def adapter_base(adapter: Path) -> str:
+    """The base model of a LoRA adapter folder: the folder its `adapter_config.json` names when
+    that still exists, else the `model.path` of the run it belongs to (a run moved to another
+    place or machine), else that name as a Hub model."""
+    try:
+        base = json.loads((adapter / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{adapter / ADAPTER_CONFIG}: not a readable adapter config") from err
+    if base and Path(base).expanduser().is_dir():
+        return str(base)
+    run_path = _run_model_path(adapter)
+    if run_path is not None:
+        return run_path
+    if not base:
+        raise ValueError(f"{adapter / ADAPTER_CONFIG}: names no base model")
+    return f"hub:{base}"
+
+
+def _run_model_path(adapter: Path) -> str | None:
+    """`model.path` of the run whose `checkpoints/` holds ``adapter``, if it still exists."""
+    import yaml
+
+    if adapter.parent.name != "checkpoints":
+        return None
+    config = adapter.parent.parent / "config.yaml"
+    if not config.is_file():
+        return None
+    path = ((yaml.safe_load(config.read_text()) or {}).get("model") or {}).get("path")
+    return str(path) if path and Path(path).expanduser().is_dir() else None
+
+
+def tokenizer_folder(path: str) -> str:
+    """Where the tokenizer of ``path`` is: the folder itself, or an adapter's base model when
+    the adapter was saved without one."""
+    folder = Path(path)
+    if is_adapter_folder(folder) and not any((folder / f).is_file() for f in TOKENIZER_FILES):
+        return adapter_base(folder)
+    return path
+
+
+def model_folder(path: str) -> str:
+    """The folder holding the model's `config.json`: an adapter's base model, else ``path``."""
+    return adapter_base(Path(path)) if is_adapter_folder(path) else path
+
+
+def merge_adapter(model: Any, adapter: str) -> Any:
+    """``model`` (the adapter's base) with the LoRA adapter folder merged into its weights."""
+    try:
+        from peft import PeftModel
+    except ImportError as err:  # the `peft` extra is optional
+        raise ImportError("a LoRA adapter folder needs peft: pip install 'irlalign[peft]'") from err
+    try:
+        return PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    except Exception as err:  # a corrupt adapter, or one made for another base model
+        from irlalign.errors import root_cause
+
+        raise ValueError(f"{adapter}: cannot load the LoRA adapter ({root_cause(err)})") from err
