@@ -93,6 +93,7 @@ def frontier(a: argparse.Namespace, out: Path) -> None:
                     max_steps=last,
                     save_steps=min(a.steps),
                     save_total_limit=None,
+                    overwrite_output_dir=True,  # a run cut short by an interruption
                 )
                 for step in a.steps:
                     name = "final" if step == last else f"checkpoint-{step}"
