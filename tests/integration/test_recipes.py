@@ -99,9 +99,10 @@ def test_recipe_resolves_on_smollm2(name, smollm2, tmp_path):
     assert cfg.model.path == str(smollm2)
 
 
-# The test's cuts: short rows, a tiny batch, one step, nothing saved on the way.
+# The test's cuts: short rows, a tiny batch, one step without warm-up, nothing saved on the way.
 ONE_STEP = {
     "max_steps": 1,
+    "warmup_steps": 0,  # the step updates the weights at the recipe's learning rate
     "per_device_train_batch_size": 2,
     "gradient_accumulation_steps": 1,
     "logging_steps": 1,
