@@ -286,14 +286,7 @@ def _rl(cfg, afd: AfDConfig, run_child, rm_path: Path, sft_path: str) -> dict[st
     the starting policy)."""
     method, training = parts.rl_phase(cfg, afd.sampling, afd.rl_method, afd.rl_training, 100)
     method["reward_model"] = str(rm_path)
-    out = run_child(
-        afd.rl,
-        cfg,
-        folder="rl",
-        model=sft_path,
-        data=_demonstration_rows(cfg),
-        method=method,
-        training=training,
-        evaluate=True,
+    out = parts.run_rl_phase(
+        cfg, run_child, afd.rl, method, training, model=sft_path, data=_demonstration_rows(cfg)
     )
-    return {"label": "extension (not in the paper)", **json.loads(json.dumps(out, default=str))}
+    return {"label": "extension (not in the paper)", **out}

@@ -17,7 +17,6 @@ AfD's records in `reward/phases.json`, π_SFT's gold evaluation through `phases.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -248,17 +247,10 @@ def _rl(cfg, demo: DemoRLConfig, run_child, spec: str, sft_path: str) -> dict[st
         cfg, demo.sampling, {**DENSE, **demo.rl_method}, demo.rl_training, 100
     )
     method["reward_model"] = spec
-    out = run_child(
-        demo.rl,
-        cfg,
-        folder="rl",
-        model=sft_path,
-        data=_rows(cfg),
-        method=method,
-        training=training,
-        evaluate=True,
+    out = parts.run_rl_phase(
+        cfg, run_child, demo.rl, method, training, model=sft_path, data=_rows(cfg)
     )
-    return {"method": demo.rl, **json.loads(json.dumps(out, default=str))}
+    return {"method": demo.rl, **out}
 
 
 def gold_summary(sft_eval: dict[str, Any], final: dict[str, Any]) -> dict[str, dict]:

@@ -3,6 +3,7 @@ held-out prompt splits, balanced classifier data, discriminator training and its
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,3 +170,13 @@ def rl_phase(
         length = load_task(cfg.eval.synthetic_task).config.horizon
     method["sampling"] = {"max_new_tokens": length, **(rl_method.get("sampling") or {})}
     return method, {"max_steps": max_steps, **rl_training}
+
+
+def run_rl_phase(
+    cfg, run_child, rl: str, method: dict[str, Any], training: dict[str, Any], **where: Any
+) -> dict[str, Any]:
+    """Run a pipeline's RL phase (from `rl_phase`'s sections) in the `rl/` sub-folder, with the
+    gold evaluation; ``where`` names the starting policy (`model=`) and the prompts (`data=`).
+    The results come back JSON-safe (paths as strings)."""
+    out = run_child(rl, cfg, folder="rl", method=method, training=training, evaluate=True, **where)
+    return json.loads(json.dumps(out, default=str))
