@@ -216,13 +216,37 @@ def iq_terms(
         raise ValueError("tau != 1 and a value head are separate ablations; use one at a time")
     scaled = head if tau == 1.0 else (lambda h: head(h) / tau)
     q, v_all = token_stats(hidden, _shifted_actions(input_ids), scaled, chunk_tokens=chunk_tokens)
-    mask, terminal, truncated = action_masks(input_ids, completion_mask, eos_id)
     logp = q[:, :-1] - v_all[:, :-1]
     if value_fn is not None:
         v_all = value_fn(hidden).float()
+    terms = iq_terms_from_stats(
+        logp,
+        v_all,
+        input_ids,
+        completion_mask,
+        eos_id=eos_id,
+        gamma=gamma,
+        drop_truncated=drop_truncated,
+    )
+    if tau != 1.0:  # the statistics above are of Q/τ; V, V' and r scale back by τ
+        terms.v, terms.v_next, terms.r_hat = tau * terms.v, tau * terms.v_next, tau * terms.r_hat
+    return terms
+
+
+def iq_terms_from_stats(
+    logp: Tensor,
+    v_all: Tensor,
+    input_ids: Tensor,
+    completion_mask: Tensor,
+    *,
+    eos_id: int,
+    gamma: float = 1.0,
+    drop_truncated: bool = False,
+) -> IQTerms:
+    """:class:`IQTerms` from log π(a_t|s_t) (B, L − 1) and V(s_t) at every position (B, L): the
+    rules of :func:`iq_terms` once the statistics exist (the fused pass returns them)."""
+    mask, terminal, truncated = action_masks(input_ids, completion_mask, eos_id)
     v = v_all[:, :-1]
     r_hat, v_next = implicit_rewards(logp, v, v_all[:, 1:], terminal, gamma=gamma)
-    if tau != 1.0:  # the statistics above are of Q/τ; V, V' and r scale back by τ
-        v, v_next, r_hat = tau * v, tau * v_next, tau * r_hat
     td_mask = mask & ~truncated if drop_truncated else mask
     return IQTerms(logp, v, v_next, r_hat, mask, td_mask, terminal, truncated)

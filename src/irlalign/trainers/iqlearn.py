@@ -17,8 +17,17 @@ from transformers import Trainer
 
 from irlalign.generation.continuations import PolicySamples, batch_prompts, sample_continuations
 from irlalign.losses import IQTerms, iq_terms, iqlearn_offline_loss, sequence_rewards
+from irlalign.losses.fused import can_fuse
+from irlalign.losses.fused_losses import fused_iq_loss
 from irlalign.losses.iqlearn import iqlearn_online_expert_loss, iqlearn_online_policy_loss
-from irlalign.modeling.forward import chunk_rows, eos_id, hidden_and_head, pad_id, unwrap
+from irlalign.modeling.forward import (
+    chunk_rows,
+    eos_id,
+    hidden_and_head,
+    output_head,
+    pad_id,
+    unwrap,
+)
 from irlalign.modeling.heads import VALUE_HEAD, ScalarHead, attach_head, get_head
 from irlalign.trainers.common import MethodEvalMixin, MetricStore, token_normaliser
 from irlalign.trainers.heads import HeadsCheckpointMixin
@@ -33,6 +42,9 @@ class IQLearnConfig:
     truncation: str = "bootstrap"  # or "drop": the last TD term of a response with no EOS
     tau: float = 1.0  # soft-value temperature; Eq. (14) implies 1 (other values: an ablation)
     chunk_tokens: int | None = None  # rows per vocabulary chunk; None: sized by V (chunk_rows)
+    # the head's gradient computed inside the forward chunk (3 vocabulary products instead of 4)
+    # for the offline loss with τ = 1 and V = logsumexp on a plain Linear head; same numbers
+    fused_head: bool = True
     value_head: bool = False  # ablation: scalar V_φ head instead of LSE(logits)
     online: bool = False  # also train the TD term on the current policy's samples
     mix_in: float = 0.1  # α, weight of the policy's samples in μ_mix; used only when online
@@ -78,22 +90,50 @@ class IQLearnTrainer(HeadsCheckpointMixin, MethodEvalMixin, Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         cfg = self.method
-        terms = self._terms(
-            model, inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
-        )
         n, scale = token_normaliser(self, num_items_in_batch, inputs["completion_mask"])
-        if cfg.online:
-            loss, metrics = self._online_loss(model, inputs, terms, n, scale)
-        else:
-            loss, metrics = iqlearn_offline_loss(
-                terms.logp, terms.r_hat, terms.mask, terms.td_mask, lam=cfg.lam, num_items=n
-            )
+        if self._fusable(model):
+            loss, metrics, terms = self._fused_offline(model, inputs, n)
             loss = loss * scale
+        else:
+            terms = self._terms(
+                model, inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
+            )
+            if cfg.online:
+                loss, metrics = self._online_loss(model, inputs, terms, n, scale)
+            else:
+                loss, metrics = iqlearn_offline_loss(
+                    terms.logp, terms.r_hat, terms.mask, terms.td_mask, lam=cfg.lam, num_items=n
+                )
+                loss = loss * scale
         seq = sequence_rewards(terms.logp, terms.r_hat, terms.v, terms.mask, gamma=cfg.gamma)
         metrics["iq/v0"] = seq["v0"].mean().detach()
         metrics["iq/truncated"] = terms.truncated.any(1).float().mean()
         self.metric_store.add(metrics)
         return (loss, {"loss": loss}) if return_outputs else loss
+
+    def _fusable(self, model) -> bool:
+        """Eq. (14) goes through the fused head pass when it applies: offline, τ = 1, V the
+        logsumexp (no value head) and a plain Linear head; otherwise the checkpointed chunks."""
+        cfg = self.method
+        if not cfg.fused_head or cfg.online or cfg.value_head or cfg.tau != 1.0:
+            return False
+        return can_fuse(output_head(unwrap(model)))
+
+    def _fused_offline(self, model, inputs, n):
+        cfg = self.method
+        hidden, head = hidden_and_head(model, inputs["input_ids"], inputs["attention_mask"])
+        return fused_iq_loss(
+            hidden,
+            inputs["input_ids"],
+            inputs["completion_mask"],
+            head,
+            eos_id=eos_id(self.processing_class, self.model),
+            lam=cfg.lam,
+            gamma=cfg.gamma,
+            drop_truncated=cfg.truncation == "drop",
+            num_items=n,
+            chunk_tokens=chunk_rows(cfg.chunk_tokens, model),
+        )
 
     def _terms(
         self, model, input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from transformers import Trainer
 
 from irlalign.losses import causal_logps, sft_entropy_loss, sft_loss
+from irlalign.losses.fused import can_fuse
+from irlalign.losses.fused_losses import fused_sft_loss
 from irlalign.modeling.forward import chunk_rows, hidden_and_head
 from irlalign.trainers.common import MethodEvalMixin, MetricStore, token_normaliser
 
@@ -15,6 +17,9 @@ from irlalign.trainers.common import MethodEvalMixin, MetricStore, token_normali
 class SFTConfig:
     entropy_beta: float = 0.0  # β of L_MLE+H; 0 = plain MLE
     chunk_tokens: int | None = None  # rows per vocabulary chunk; None: sized by V (chunk_rows)
+    # the head's gradient computed inside the forward chunk (3 vocabulary products instead of 4);
+    # used when the head is a plain Linear, else (or false) the checkpointed chunks: same numbers
+    fused_head: bool = True
 
     def __post_init__(self) -> None:
         if self.entropy_beta < 0:
@@ -35,6 +40,19 @@ class SFTTrainer(MethodEvalMixin, Trainer):
         hidden, head = hidden_and_head(model, inputs["input_ids"], inputs["attention_mask"])
         cfg = self.method
         n, scale = token_normaliser(self, num_items_in_batch, inputs["completion_mask"])
+        if cfg.fused_head and can_fuse(head):
+            loss, metrics = fused_sft_loss(
+                hidden,
+                inputs["input_ids"],
+                inputs["completion_mask"],
+                head,
+                entropy_beta=cfg.entropy_beta,
+                num_items=n,
+                chunk_tokens=chunk_rows(cfg.chunk_tokens, model),
+            )
+            self.metric_store.add(metrics)
+            loss = loss * scale
+            return (loss, {"loss": loss}) if return_outputs else loss
         with_entropy = cfg.entropy_beta > 0
         stats = causal_logps(
             hidden,

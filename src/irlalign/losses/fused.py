@@ -1,0 +1,138 @@
+"""The output head and a token-level loss in one pass: the head's gradient is computed in forward.
+
+:func:`irlalign.losses.ops.token_stats` bounds memory by checkpointing vocabulary chunks, so every
+(rows, V) logits block is computed twice: in forward, and again in backward to rebuild the softmax
+(four vocabulary-sized products per chunk: logits, logits again, ∂h, ∂W). When the loss is a sum
+of per-position terms over a normaliser fixed before the forward — SFT's Σ m·(−log π)/N and
+IQLearn's Eq. (14) are — each chunk's contribution, and its gradient with respect to the chunk's
+logits, can already be computed in forward; the chunk's gradients for the hidden states and the
+head weight are then two products, and backward only scales them by the incoming gradient. Three
+products per chunk, the plain (unchunked) loss's count, with one (rows, V) block alive at a time
+(the idea of fused linear–cross-entropy kernels, for any such loss).
+
+A term at position t may read the statistics of position t + 1 (IQLearn's V(s_{t+1})): each
+chunk also computes one row past its end (a look-ahead row), whose gradient it accumulates too.
+
+Statistics per row, as in :func:`~irlalign.losses.ops.token_stats`: Q(s, a) = logits[a],
+V(s) = logsumexp(logits), H = entropy of softmax(logits), all fp32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+# chunk_loss(q, v, entropy, lo, hi) -> the loss of the terms at rows [lo, hi); q, v (entropy or
+# None) cover rows [lo, min(hi + 1, n)), i.e. one look-ahead row except in the last chunk.
+ChunkLoss = Callable[[Tensor, Tensor, Tensor | None, int, int], Tensor]
+
+
+def can_fuse(head: object) -> bool:
+    """The fused path needs the head's weight itself: a plain, unsharded `nn.Linear` (a wrapped,
+    soft-capped or LoRA head goes through the checkpointed path), and gradients to compute."""
+    if type(head) is not nn.Linear or not torch.is_grad_enabled():
+        return False
+    return head.weight.dim() == 2 and head.weight.shape[1] == head.in_features
+
+
+def _stats(logits: Tensor, a: Tensor, with_entropy: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+    v = torch.logsumexp(logits, dim=-1)
+    q = logits.gather(-1, a.unsqueeze(-1)).squeeze(-1)
+    if not with_entropy:
+        return q, v, None
+    return q, v, v - (torch.softmax(logits, dim=-1) * logits).sum(-1)
+
+
+class _FusedHeadLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, actions, chunk_loss, chunk_tokens, with_entropy):
+        n = hidden.shape[0]
+        grad_h = torch.zeros(hidden.shape, dtype=torch.float32, device=hidden.device)
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+        grad_b = None if bias is None else torch.zeros_like(bias, dtype=torch.float32)
+        stats = torch.zeros(3, n, dtype=torch.float32, device=hidden.device)
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        for lo in range(0, n, chunk_tokens):
+            hi = min(lo + chunk_tokens, n)
+            end = min(hi + 1, n)
+            h = hidden[lo:end]
+            with torch.enable_grad():
+                # fp32 statistics from the head's own-dtype logits, as token_stats computes them
+                logits = nn.functional.linear(h, weight, bias).float().requires_grad_()
+                q, v, ent = _stats(logits, actions[lo:end], with_entropy)
+                loss = chunk_loss(q, v, ent, lo, hi)
+                (g,) = torch.autograd.grad(loss, logits)
+            g = g.to(weight.dtype)
+            grad_h[lo:end] += g @ weight
+            grad_w += g.t() @ h.to(weight.dtype)
+            if grad_b is not None:
+                grad_b += g.float().sum(0)
+            total += loss.detach()
+            k = hi - lo
+            stats[0, lo:hi], stats[1, lo:hi] = q[:k].detach(), v[:k].detach()
+            if ent is not None:
+                stats[2, lo:hi] = ent[:k].detach()
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        ctx.dtypes = (hidden.dtype, weight.dtype)
+        ctx.mark_non_differentiable(stats)
+        return total, stats
+
+    @staticmethod
+    def backward(ctx, grad_total, _grad_stats):
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        h_dtype, w_dtype = ctx.dtypes
+        gh = (grad_h * grad_total).to(h_dtype) if ctx.needs_input_grad[0] else None
+        gw = (grad_w * grad_total).to(w_dtype) if ctx.needs_input_grad[1] else None
+        gb = None
+        if grad_b is not None and ctx.needs_input_grad[2]:
+            gb = (grad_b * grad_total).to(w_dtype)
+        return gh, gw, gb, None, None, None, None
+
+
+def fused_token_loss(
+    hidden: Tensor,
+    actions: Tensor,
+    head: nn.Linear,
+    chunk_loss: ChunkLoss,
+    *,
+    chunk_tokens: int = 4096,
+    with_entropy: bool = False,
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """Σ over chunks of ``chunk_loss`` on the rows of ``hidden`` (B, T, d) flattened to B·T,
+    ``actions`` (B, T) the token scored at each row, ``head`` a plain `nn.Linear` (`can_fuse`).
+
+    ``chunk_loss`` must return the loss of its rows' terms only, each term normalised by a constant
+    fixed before the call, so the chunks sum to the whole loss. Returns ``(loss, q, v, entropy)``:
+    the differentiable scalar loss and the detached (B, T) fp32 statistics (entropy None unless
+    ``with_entropy``), from which metrics are computed without another pass.
+    """
+    if chunk_tokens < 1:
+        raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
+    b, t, d = hidden.shape
+    loss, stats = _FusedHeadLoss.apply(
+        hidden.reshape(b * t, d),
+        head.weight,
+        head.bias,
+        actions.reshape(b * t),
+        chunk_loss,
+        chunk_tokens,
+        with_entropy,
+    )
+    q, v, ent = (s.reshape(b, t) for s in stats)
+    return loss, q, v, (ent if with_entropy else None)
+
+
+def flat_action_rows(x: Tensor) -> Tensor:
+    """An action-aligned (B, L − 1) tensor as the B·L rows of the fused pass (row b·L + j scores
+    a_j of sequence b): a zero/False column for the last position, which scores no action."""
+    return torch.cat([x, torch.zeros_like(x[:, :1])], dim=1).reshape(-1)
+
+
+def next_row(v: Tensor, k: int) -> Tensor:
+    """V of the row after each of a chunk's ``k`` rows: the look-ahead row for the last one, 0
+    past the end of the batch (that row scores no action, so the value is never used)."""
+    if v.shape[0] > k:
+        return v[1 : k + 1]
+    return torch.cat([v[1:k], torch.zeros_like(v[:1])])
