@@ -37,12 +37,40 @@ def can_fuse(head: object) -> bool:
     return head.weight.dim() == 2 and head.weight.shape[1] == head.in_features
 
 
-def _stats(logits: Tensor, a: Tensor, with_entropy: bool) -> tuple[Tensor, Tensor, Tensor | None]:
-    v = torch.logsumexp(logits, dim=-1)
-    q = logits.gather(-1, a.unsqueeze(-1)).squeeze(-1)
-    if not with_entropy:
-        return q, v, None
-    return q, v, v - (torch.softmax(logits, dim=-1) * logits).sum(-1)
+def _softmax_stats(z: Tensor, a: Tensor, with_entropy: bool):
+    """Q(s, a), V and H of a (rows, V) fp32 logits block, turning ``z`` into softmax(z) in place
+    (the block is the largest tensor of the pass: every step below reuses its memory)."""
+    q = z.gather(-1, a.unsqueeze(-1)).squeeze(-1)
+    m = z.amax(-1, keepdim=True)
+    p = z.sub_(m).exp_()
+    s = p.sum(-1, keepdim=True)
+    v = (m + s.log()).squeeze(-1)
+    p.div_(s)
+    ent = -torch.special.xlogy(p, p).sum(-1) if with_entropy else None
+    return q, v, ent, p
+
+
+def _logit_grad(p: Tensor, a: Tensor, gq: Tensor, gv: Tensor, ent, gh) -> Tensor:
+    """∂L/∂z from the row gradients of Q(s, a) = z_a, V = logsumexp z and H = −Σ p log p:
+    gq·onehot(a) + gv·p − gh·p·(log p + H), written into ``p``'s memory."""
+    if gh is not None:
+        # ∂H/∂z_j = −p_j·(log p_j + H); xlogy keeps p = 0 entries at 0
+        p_log_p = torch.special.xlogy(p, p)
+        p.mul_((gv - gh * ent).unsqueeze(-1)).sub_(gh.unsqueeze(-1) * p_log_p)
+    else:
+        p.mul_(gv.unsqueeze(-1))
+    return p.scatter_add_(-1, a.unsqueeze(-1), gq.unsqueeze(-1))
+
+
+def _row_grads(chunk_loss: ChunkLoss, q, v, ent, lo: int, hi: int):
+    """The chunk's loss and its gradients with respect to the per-row Q(s, a), V and H (cheap:
+    the loss only sees (rows,) tensors; 0 for a statistic it does not read)."""
+    leaves = [x.detach().requires_grad_() for x in (q, v, ent) if x is not None]
+    with torch.enable_grad():
+        loss = chunk_loss(leaves[0], leaves[1], leaves[2] if ent is not None else None, lo, hi)
+        grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+    grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, leaves, strict=True)]
+    return loss.detach(), grads[0], grads[1], (grads[2] if ent is not None else None)
 
 
 class _FusedHeadLoss(torch.autograd.Function):
@@ -56,24 +84,23 @@ class _FusedHeadLoss(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         for lo in range(0, n, chunk_tokens):
             hi = min(lo + chunk_tokens, n)
-            end = min(hi + 1, n)
-            h = hidden[lo:end]
-            with torch.enable_grad():
-                # fp32 statistics from the head's own-dtype logits, as token_stats computes them
-                logits = nn.functional.linear(h, weight, bias).float().requires_grad_()
-                q, v, ent = _stats(logits, actions[lo:end], with_entropy)
-                loss = chunk_loss(q, v, ent, lo, hi)
-                (g,) = torch.autograd.grad(loss, logits)
+            end = min(hi + 1, n)  # one look-ahead row
+            h, a = hidden[lo:end], actions[lo:end]
+            # fp32 statistics of the head's own-dtype logits, as token_stats computes them
+            z = nn.functional.linear(h, weight, bias).float()
+            q, v, ent, p = _softmax_stats(z, a, with_entropy)
+            loss, gq, gv, gh = _row_grads(chunk_loss, q, v, ent, lo, hi)
+            g = _logit_grad(p, a, gq, gv, ent, gh)
+            if bias is not None:
+                grad_b += g.sum(0)
             g = g.to(weight.dtype)
             grad_h[lo:end] += g @ weight
             grad_w += g.t() @ h.to(weight.dtype)
-            if grad_b is not None:
-                grad_b += g.float().sum(0)
-            total += loss.detach()
+            total += loss
             k = hi - lo
-            stats[0, lo:hi], stats[1, lo:hi] = q[:k].detach(), v[:k].detach()
+            stats[0, lo:hi], stats[1, lo:hi] = q[:k], v[:k]
             if ent is not None:
-                stats[2, lo:hi] = ent[:k].detach()
+                stats[2, lo:hi] = ent[:k]
         ctx.save_for_backward(grad_h, grad_w, grad_b)
         ctx.dtypes = (hidden.dtype, weight.dtype)
         ctx.mark_non_differentiable(stats)
