@@ -9,7 +9,12 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
 
 from irlalign.losses.ava import causal_reward_weights, full_reward_weights, head_weights
-from irlalign.modeling.attention import SCORES_ATTENTION, use_scores_attention
+from irlalign.modeling.attention import (
+    CAUSAL_WEIGHTS_ATTENTION,
+    SCORES_ATTENTION,
+    use_causal_weights_attention,
+    use_scores_attention,
+)
 from irlalign.modeling.heads import GaussianRewardHead, get_head
 from irlalign.trainers.ava import AVAConfig, attach_ava_heads, sequence_score, tqr_terms
 
@@ -50,7 +55,8 @@ def test_scores_attention_keeps_the_model_and_returns_unmasked_scores(kind):
         use_scores_attention(model)
         scored = model(**kw)
     assert model.config._attn_implementation == SCORES_ATTENTION
-    torch.testing.assert_close(scored.logits, eager.logits, rtol=0, atol=0)
+    torch.testing.assert_close(scored.logits, eager.logits)  # SDPA kernels: rounding only
+    assert all(a is None for a in scored.attentions[:-1])  # only the last layer is rebuilt
     # the causal, padding-masked softmax of the scores is exactly eager's attention
     allowed = torch.ones(10, 10).tril().bool() & b["attention_mask"].bool()[:, None, None, :]
     probs = scored.attentions[-1].masked_fill(~allowed, float("-inf")).softmax(-1)
@@ -64,12 +70,33 @@ def test_scores_attention_keeps_the_model_and_returns_unmasked_scores(kind):
     assert not torch.allclose(full, causal)
 
 
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_causal_weights_attention_is_eager_attention_of_the_last_layer(kind):
+    model, b = tiny(kind), batch()
+    kw = dict(input_ids=b["input_ids"], attention_mask=b["attention_mask"], output_attentions=True)
+    with torch.no_grad():
+        eager = model(**kw)
+        use_causal_weights_attention(model)
+        rebuilt = model(**kw)
+        unpadded = model(input_ids=b["input_ids"], output_attentions=True)  # no mask at all
+        model.set_attn_implementation("eager")
+        eager_unpadded = model(input_ids=b["input_ids"], output_attentions=True)
+    torch.testing.assert_close(rebuilt.logits, eager.logits)
+    valid = b["attention_mask"].bool()
+    torch.testing.assert_close(
+        rebuilt.attentions[-1].transpose(1, 2)[valid], eager.attentions[-1].transpose(1, 2)[valid]
+    )
+    torch.testing.assert_close(unpadded.attentions[-1], eager_unpadded.attentions[-1])
+
+
 @pytest.mark.parametrize("rwt", ["attn_full", "attn_causal", "none"])
 def test_tqr_terms_under_each_reward_weighting(rwt):
     model, b = tiny("llama"), batch()
     cfg = AVAConfig(rwt=rwt)
     attach_ava_heads(model, cfg)
-    want = {"attn_full": SCORES_ATTENTION, "attn_causal": "eager"}.get(rwt, "eager")
+    want = {"attn_full": SCORES_ATTENTION, "attn_causal": CAUSAL_WEIGHTS_ATTENTION}.get(
+        rwt, "eager"
+    )
     assert model.config._attn_implementation == want
     head = get_head(model, "reward")
     with torch.no_grad():  # μ ≠ 0, so the weights can be read back from w·μ

@@ -159,6 +159,30 @@ def test_q_taken_chunked_equals_unchunked_reference(ptq, weighted):
     torch.testing.assert_close(q_sa, want[0], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("ptq", [True, False])
+def test_q_taken_on_selected_rows_is_the_full_pass_there(ptq):
+    ids, _, cm, hidden = make_batch()
+    head = linear(D, V, seed=2, scale=2.0)
+    weights = full_reward_weights(attention_scores(hidden), cm)
+    rows = cm[:, 1:].bool()
+    kw = dict(alpha=2.0, beta=0.7, ptq=ptq, need_lse=True, chunk_tokens=5)
+    coef = torch.randn(2, 3, 8, generator=gen(3), dtype=DT) * rows  # a loss that reads the rows
+
+    def full(h, w):
+        return q_taken(h, ids, head, weights=w, **kw)
+
+    def selected(h, w):
+        return q_taken(h, ids, head, weights=w, rows=rows, **kw)
+
+    want, want_g = q_and_grads(full, hidden, weights, head, coef)
+    got, got_g = q_and_grads(selected, hidden, weights, head, coef)
+    for x, y in zip(got, want, strict=True):
+        torch.testing.assert_close(x[rows], y[rows], rtol=1e-12, atol=1e-12)
+        assert torch.all(x[~rows] == 0)
+    for x, y in zip(got_g, want_g, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
+
+
 def test_q_taken_keeps_no_vocab_block_for_backward_and_upcasts():
     ids, _, _, hidden = make_batch()
     head = linear(D, V, seed=2)

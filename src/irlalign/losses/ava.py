@@ -94,28 +94,37 @@ def q_taken(
     weights: Tensor | None = None,
     need_lse: bool = False,
     chunk_tokens: int = 4096,
+    rows: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Q at the taken tokens: q_sa[:, j] = w_j·Q(h_j, input_ids[:, j + 1]), (B, L − 1), ≥ fp32.
 
     Q = ptq_q(head(h), α) (Eq. 12) if ``ptq`` else head(h) (fresh Q head, Eq. 8); ``weights``
     (B, L) scales Q row-wise (Eq. 11; the first array of :func:`head_weights`). ``lse``
     (B, L − 1) = logsumexp_v β·w_j·Q(h_j, v) when ``need_lse`` (the exact Boltzmann normaliser:
-    β·Q alone is exact only for β = 1 under Eq. 12), else None. The B·(L − 1) rows are processed
-    ``chunk_tokens`` at a time, recomputed in backward, so no (B, L, V) tensor exists.
+    β·Q alone is exact only for β = 1 under Eq. 12), else None. ``rows`` (B, L − 1) bool, if
+    given, limits the vocabulary work to those positions (the response actions: no AVA term reads
+    another); both outputs are 0 elsewhere. The selected rows are processed ``chunk_tokens`` at a
+    time, recomputed in backward, so no (B, L, V) tensor exists.
     """
     if chunk_tokens < 1:
         raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
     b, length, d = hidden.shape
-    h, a = hidden[:, :-1].reshape(-1, d), input_ids[:, 1:].reshape(-1)
-    w = None if weights is None else weights[:, :-1].reshape(-1)
+    if rows is None:
+        rows = torch.ones(b, length - 1, dtype=torch.bool, device=hidden.device)
+    h, a = hidden[:, :-1][rows], input_ids[:, 1:][rows]
+    w = None if weights is None else weights[:, :-1][rows]
     recompute, outs = torch.is_grad_enabled(), []
     for i in range(0, h.shape[0], chunk_tokens):
-        rows = slice(i, i + chunk_tokens)
-        args = (h[rows], a[rows], None if w is None else w[rows], head, alpha, beta, ptq, need_lse)
+        part = slice(i, i + chunk_tokens)
+        args = (h[part], a[part], None if w is None else w[part], head, alpha, beta, ptq, need_lse)
         outs.append(
             checkpoint(_q_chunk, *args, use_reentrant=False) if recompute else _q_chunk(*args)
         )
-    cols = [torch.cat(x).reshape(b, length - 1) for x in zip(*outs, strict=True)]
+    dtype = torch.float64 if hidden.dtype == torch.float64 else torch.float32
+    cols = []
+    for k in range(2 if need_lse else 1):
+        flat = torch.cat([o[k] for o in outs]) if outs else hidden.new_zeros(0, dtype=dtype)
+        cols.append(hidden.new_zeros(rows.shape, dtype=flat.dtype).masked_scatter(rows, flat))
     return cols[0], (cols[1] if need_lse else None)
 
 

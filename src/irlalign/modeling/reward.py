@@ -201,10 +201,10 @@ class AVAReward(BatchedReward):
 
 def set_ava_attention(model, rwt: str) -> None:
     """The attention implementation an AVA head's reward weights read (none for ``rwt: none``)."""
-    from irlalign.modeling.attention import use_scores_attention
+    from irlalign.modeling.attention import use_causal_weights_attention, use_scores_attention
 
     if rwt == "attn_causal":
-        model.set_attn_implementation("eager")
+        use_causal_weights_attention(model)
     elif rwt != "none":
         use_scores_attention(model)
 

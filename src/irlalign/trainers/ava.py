@@ -31,7 +31,7 @@ from irlalign.losses.ava import (
     q_taken,
     summed_score,
 )
-from irlalign.modeling.attention import use_scores_attention
+from irlalign.modeling.attention import use_causal_weights_attention, use_scores_attention
 from irlalign.modeling.forward import chunk_rows, forward_hidden, unwrap
 from irlalign.modeling.heads import GaussianRewardHead, LinearQHead, attach_head, get_head
 from irlalign.trainers.common import MethodEvalMixin, MetricStore, stack_pairs
@@ -101,7 +101,8 @@ class AVAConfig:
 
 def attach_ava_heads(model: torch.nn.Module, cfg: AVAConfig) -> None:
     """The TQR heads (Eqs. 8–9) on a causal LM, and an attention implementation that returns
-    what the reward weights read: eager weights (``attn_causal``) or raw scores (``attn_full``)."""
+    what the reward weights read: the last layer's causal weights (``attn_causal``) or raw scores
+    (``attn_full``); every other layer keeps SDPA."""
     base = unwrap(model)
     d = base.config.hidden_size
     head = GaussianRewardHead(d, cfg.shift, cfg.rwt, cfg.rwt_rescale, score=sequence_score(cfg))
@@ -111,7 +112,7 @@ def attach_ava_heads(model: torch.nn.Module, cfg: AVAConfig) -> None:
         attach_head(model, Q_HEAD, LinearQHead(d, vocab))
         freeze_untied_lm_head(base)
     if cfg.rwt == RWT_CAUSAL:
-        base.set_attn_implementation("eager")
+        use_causal_weights_attention(base)
     elif cfg.rwt != RWT_NONE:
         use_scores_attention(base)
 
@@ -150,6 +151,7 @@ def tqr_terms(model: torch.nn.Module, batch: dict[str, torch.Tensor], cfg: AVACo
         weights=q_weights,
         need_lse=cfg.exact,
         chunk_tokens=chunk_rows(cfg.chunk_tokens, model),
+        rows=cm[:, 1:].bool(),  # every AVA term is masked to the response actions
     )
     mu, sigma = get_head(model, REWARD_HEAD)(hidden)
     return ava_token_terms(
