@@ -128,7 +128,8 @@ def q_and_grads(fn, hidden, weights, head, coef):
     head.zero_grad()
     q_sa, lse = fn(h, w)
     ((coef[0] * q_sa).sum() + (coef[1] * lse).sum()).backward()
-    grads = [h.grad, head.weight.grad.clone()] + ([] if w is None else [w.grad])
+    grads = [h.grad, head.weight.grad.clone(), head.bias.grad.clone()]
+    grads += [] if w is None else [w.grad]
     return [q_sa.detach(), lse.detach()], grads
 
 
@@ -183,6 +184,27 @@ def test_q_taken_on_selected_rows_is_the_full_pass_there(ptq):
         torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
 
 
+def test_q_taken_without_the_normaliser_has_the_reference_gradient():
+    ids, _, cm, hidden = make_batch()
+    head = linear(D, V, seed=2, scale=2.0)
+    weights = full_reward_weights(attention_scores(hidden), cm)
+    coef = torch.randn(2, 3, 8, generator=gen(4), dtype=DT)
+    coef[1] = 0.0
+
+    def ref(h, w):
+        return reference_q(h, ids, head, weights=w, alpha=2.0, beta=0.7, ptq=True)
+
+    def only_q(h, w):
+        q_sa, _ = q_taken(h, ids, head, weights=w, alpha=2.0, chunk_tokens=5)
+        return q_sa, torch.zeros_like(q_sa)
+
+    want, want_g = q_and_grads(ref, hidden, weights, head, coef)
+    got, got_g = q_and_grads(only_q, hidden, weights, head, coef)
+    torch.testing.assert_close(got[0], want[0], rtol=1e-12, atol=1e-12)
+    for x, y in zip(got_g, want_g, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
+
+
 def test_q_taken_keeps_no_vocab_block_for_backward_and_upcasts():
     ids, _, _, hidden = make_batch()
     head = linear(D, V, seed=2)
@@ -195,7 +217,7 @@ def test_q_taken_keeps_no_vocab_block_for_backward_and_upcasts():
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         q_taken(h, ids, head, need_lse=True, chunk_tokens=4)
-    assert not any(s[-1:] == (V,) for s in shapes), shapes
+    assert not any(len(s) == 2 and s[-1] == V for s in shapes), shapes  # no (rows, V) block
     q_sa, lse = q_taken(hidden.bfloat16(), ids, head.bfloat16(), need_lse=True, chunk_tokens=4)
     assert q_sa.dtype == lse.dtype == torch.float32
 

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from irlalign.losses.ava_head import Eq12Head, can_use
 from irlalign.losses.ops import Head
 from irlalign.losses.sft import Metrics, masked_sum
 
@@ -116,7 +117,15 @@ def q_taken(
     recompute, outs = torch.is_grad_enabled(), []
     for i in range(0, h.shape[0], chunk_tokens):
         part = slice(i, i + chunk_tokens)
-        args = (h[part], a[part], None if w is None else w[part], head, alpha, beta, ptq, need_lse)
+        wp = None if w is None else w[part]
+        if can_use(head):  # the same numbers with the gradient written out (ava_head)
+            bias = head.bias
+            q_sa, lse = Eq12Head.apply(
+                h[part], head.weight, bias, a[part], wp, alpha, beta, ptq, need_lse
+            )
+            outs.append((q_sa, lse) if need_lse else (q_sa,))
+            continue
+        args = (h[part], a[part], wp, head, alpha, beta, ptq, need_lse)
         outs.append(
             checkpoint(_q_chunk, *args, use_reentrant=False) if recompute else _q_chunk(*args)
         )

@@ -1,0 +1,91 @@
+"""AVA's Q at the taken token and its Boltzmann normaliser, one vocabulary block at a time, with
+the gradient written out by hand.
+
+Cai et al. 2024 (arXiv 2411.09341), Eq. 12: Q(s, ·) = log_softmax(α·softmax(z)), z the output
+head's logits (``ptq``), or Q = z for a fresh Q head (Eq. 8); per row a weight w (Eq. 11, 1 when
+unweighted). Outputs per row: q_sa = w·Q_a and lse = logsumexp_v β·w·Q_v.
+
+Through autograd, the composition keeps several (rows, V) intermediates per block and replays
+them in backward. Here the forward keeps nothing of the block (like a checkpoint, the backward
+recomputes z with one product) and the backward evaluates the chain rule in two passes over
+one block. With u = α·softmax(z), c = logsumexp u, Q = u − c, π = softmax(u) = e^Q and
+ρ = softmax(β·w·Q), for upstream gradients g₁ (q_sa) and g₂ (lse):
+
+    ∂L/∂Q_v = g₁·w·[v = a] + g₂·β·w·ρ_v,        ∂L/∂w = g₁·Q_a + g₂·β·Σ_v ρ_v·Q_v,
+    ∂L/∂u_v = ∂L/∂Q_v − π_v·(g₁·w + g₂·β·w),    ∂L/∂z_v = u_v·(∂L/∂u_v − Σ_k u_k·∂L/∂u_k / α)
+
+(the last line is the softmax Jacobian with p = u/α); without ``ptq``, ∂L/∂z = ∂L/∂Q.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def _wide(x: Tensor) -> Tensor:
+    return x if x.dtype == torch.float64 else x.float()
+
+
+def _block(h: Tensor, weight: Tensor, bias: Tensor | None, alpha: float, ptq: bool):
+    """u (rows, V) and c (rows,): u = α·softmax(z), c = logsumexp u (ptq); else u = z, c = 0."""
+    u = _wide(nn.functional.linear(h, weight, bias))
+    if not ptq:
+        return u, torch.zeros_like(u[:, 0])
+    u = u.sub_(u.amax(-1, keepdim=True)).exp_()
+    u = u.div_(u.sum(-1, keepdim=True)).mul_(alpha)
+    return u, torch.logsumexp(u, dim=-1)
+
+
+class Eq12Head(torch.autograd.Function):
+    """(h, W, b, a, w) -> (q_sa, lse); ``w`` may be None (unweighted), ``lse`` computed only when
+    ``need_lse`` (else an empty tensor)."""
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, a, w, alpha, beta, ptq, need_lse):
+        u, c = _block(h, weight, bias, alpha, ptq)
+        ww = torch.ones_like(c) if w is None else w.to(c.dtype)
+        q_sa = ww * (u.gather(-1, a.unsqueeze(-1)).squeeze(-1) - c)
+        lse = c.new_zeros(0)
+        if need_lse:
+            bw = beta * ww
+            lse = torch.logsumexp(u * bw.unsqueeze(-1), dim=-1) - bw * c
+        ctx.save_for_backward(h, weight, bias, a, w, lse)
+        ctx.args = (alpha, beta, ptq, need_lse)
+        return q_sa, lse
+
+    @staticmethod
+    def backward(ctx, g1, g2):
+        h, weight, bias, a, w, lse = ctx.saved_tensors
+        alpha, beta, ptq, need_lse = ctx.args
+        u, c = _block(h, weight, bias, alpha, ptq)
+        ww = torch.ones_like(c) if w is None else w.to(c.dtype)
+        g1 = torch.zeros_like(c) if g1 is None else g1.to(c.dtype)
+        q_a = u.gather(-1, a.unsqueeze(-1)).squeeze(-1) - c
+        grad_w = g1 * q_a
+        total = g1 * ww  # Σ_v ∂L/∂Q_v
+        if need_lse and g2 is not None:
+            bw = beta * ww
+            g2 = g2.to(c.dtype)
+            rho = (u - c.unsqueeze(-1)).mul_(bw.unsqueeze(-1)).sub_(lse.unsqueeze(-1)).exp_()
+            grad_w = grad_w + g2 * beta * (rho * (u - c.unsqueeze(-1))).sum(-1)
+            grad = rho.mul_((g2 * bw).unsqueeze(-1))  # ∂L/∂Q without the taken-token term
+            total = total + g2 * bw
+        else:
+            grad = torch.zeros_like(u)
+        grad.scatter_add_(-1, a.unsqueeze(-1), (g1 * ww).unsqueeze(-1))
+        if ptq:  # through Q = u − logsumexp u, then u = α·softmax(z)
+            grad.sub_((u - c.unsqueeze(-1)).exp_().mul_(total.unsqueeze(-1)))
+            s = (u * grad).sum(-1, keepdim=True) / alpha
+            grad = grad.sub_(s).mul_(u)
+        dz = grad.to(weight.dtype)
+        gh = (dz @ weight).to(h.dtype) if ctx.needs_input_grad[0] else None
+        gw = dz.t() @ h.to(weight.dtype) if ctx.needs_input_grad[1] else None
+        gb = dz.sum(0) if bias is not None and ctx.needs_input_grad[2] else None
+        gwt = grad_w.to(w.dtype) if w is not None and ctx.needs_input_grad[4] else None
+        return gh, gw, gb, None, gwt, None, None, None, None
+
+
+def can_use(head: object) -> bool:
+    """The hand-written gradient needs the head's weight: a plain, unsharded `nn.Linear`."""
+    return type(head) is nn.Linear and head.weight.dim() == 2
