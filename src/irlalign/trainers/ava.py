@@ -36,6 +36,7 @@ from irlalign.modeling.forward import chunk_rows, forward_hidden, unwrap
 from irlalign.modeling.heads import GaussianRewardHead, LinearQHead, attach_head, get_head
 from irlalign.trainers.common import MethodEvalMixin, MetricStore, stack_pairs
 from irlalign.trainers.heads import HeadsCheckpointMixin
+from irlalign.trainers.raw_rows import TextRowsMixin
 
 REWARD_HEAD, Q_HEAD = "reward", "q"
 CHOICES = {"q_head": ("ptq", "fresh"), "ll_range": ("all", "paper"), "rwt": RWT_MODES}
@@ -172,8 +173,10 @@ def _rows(terms: AVATerms, rows: slice) -> AVATerms:
     return AVATerms(**{f.name: getattr(terms, f.name)[rows] for f in dataclasses.fields(terms)})
 
 
-class AVATrainer(HeadsCheckpointMixin, MethodEvalMixin, Trainer):
+class AVATrainer(TextRowsMixin, HeadsCheckpointMixin, MethodEvalMixin, Trainer):
     """`transformers.Trainer` with −F_d (demonstrations) or −(F_p + F_c) (preferences)."""
+
+    rows_kind = "any"
 
     def __init__(self, *args, method: AVAConfig | None = None, **kwargs):
         self.method = method or AVAConfig()

@@ -11,6 +11,7 @@ from transformers import Trainer
 from irlalign.losses import causal_logps, dpo_loss
 from irlalign.modeling.forward import chunk_rows, hidden_and_head
 from irlalign.trainers.common import MethodEvalMixin, MetricStore, stack_pairs
+from irlalign.trainers.raw_rows import TextRowsMixin
 
 
 @dataclass
@@ -39,8 +40,10 @@ def sequence_logps(model, batch, chunk_tokens: int | None) -> torch.Tensor:
     return torch.where(mask, logp, torch.zeros_like(logp)).sum(1)
 
 
-class DPOTrainer(MethodEvalMixin, Trainer):
+class DPOTrainer(TextRowsMixin, MethodEvalMixin, Trainer):
     """`transformers.Trainer` with the DPO loss; `ref_model` is frozen and never saved."""
+
+    rows_kind = "preference"
 
     def __init__(self, *args, ref_model=None, method: DPOConfig | None = None, **kwargs):
         super().__init__(*args, **kwargs)

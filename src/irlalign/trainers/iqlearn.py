@@ -31,6 +31,7 @@ from irlalign.modeling.forward import (
 from irlalign.modeling.heads import VALUE_HEAD, ScalarHead, attach_head, get_head
 from irlalign.trainers.common import MethodEvalMixin, MetricStore, token_normaliser
 from irlalign.trainers.heads import HeadsCheckpointMixin
+from irlalign.trainers.raw_rows import TextRowsMixin
 
 TRUNCATION_MODES = ("bootstrap", "drop")
 
@@ -76,7 +77,7 @@ class IQLearnConfig:
             raise ValueError("policy_samples must be >= 1 or None")
 
 
-class IQLearnTrainer(HeadsCheckpointMixin, MethodEvalMixin, Trainer):
+class IQLearnTrainer(TextRowsMixin, HeadsCheckpointMixin, MethodEvalMixin, Trainer):
     """`transformers.Trainer` whose loss is Eq. (14) on expert (demonstration) tokens."""
 
     def __init__(self, *args, method: IQLearnConfig | None = None, **kwargs):

@@ -17,6 +17,7 @@ from irlalign.modeling.heads import PreferenceAttentionHead, attach_head, get_he
 from irlalign.trainers.ava import freeze_untied_lm_head
 from irlalign.trainers.common import MethodEvalMixin, MetricStore, stack_pairs
 from irlalign.trainers.heads import HeadsCheckpointMixin
+from irlalign.trainers.raw_rows import TextRowsMixin
 
 PREFERENCE_HEAD = "preference"
 
@@ -37,8 +38,10 @@ def preference_scores(model: torch.nn.Module, batch: dict[str, torch.Tensor]) ->
     return (w * r).sum(1)
 
 
-class PreferenceTransformerTrainer(HeadsCheckpointMixin, MethodEvalMixin, Trainer):
+class PreferenceTransformerTrainer(TextRowsMixin, HeadsCheckpointMixin, MethodEvalMixin, Trainer):
     """`transformers.Trainer` with the Bradley–Terry loss on preference-attention scores."""
+
+    rows_kind = "preference"
 
     def __init__(self, *args, method: PreferenceTransformerConfig | None = None, **kwargs):
         self.method = method or PreferenceTransformerConfig()

@@ -9,6 +9,7 @@ from transformers import Trainer
 
 from irlalign.losses import bradley_terry_loss
 from irlalign.trainers.common import MethodEvalMixin, MetricStore, stack_pairs
+from irlalign.trainers.raw_rows import TextRowsMixin
 
 
 @dataclass
@@ -20,8 +21,10 @@ class RewardConfig:
             raise ValueError("margin must be >= 0")
 
 
-class RewardTrainer(MethodEvalMixin, Trainer):
+class RewardTrainer(TextRowsMixin, MethodEvalMixin, Trainer):
     """`transformers.Trainer` with the Bradley–Terry loss on the scalar head's scores."""
+
+    rows_kind = "preference"
 
     def __init__(self, *args, method: RewardConfig | None = None, **kwargs):
         super().__init__(*args, **kwargs)

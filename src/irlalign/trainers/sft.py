@@ -11,6 +11,7 @@ from irlalign.losses.fused import can_fuse
 from irlalign.losses.fused_losses import fused_sft_loss
 from irlalign.modeling.forward import chunk_rows, hidden_and_head
 from irlalign.trainers.common import MethodEvalMixin, MetricStore, token_normaliser
+from irlalign.trainers.raw_rows import TextRowsMixin
 
 
 @dataclass
@@ -28,7 +29,7 @@ class SFTConfig:
             raise ValueError("chunk_tokens must be >= 1 or None")
 
 
-class SFTTrainer(MethodEvalMixin, Trainer):
+class SFTTrainer(TextRowsMixin, MethodEvalMixin, Trainer):
     """`transformers.Trainer` with the chunked fp32 MLE loss over response tokens only."""
 
     def __init__(self, *args, method: SFTConfig | None = None, **kwargs):
