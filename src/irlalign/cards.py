@@ -313,8 +313,11 @@ def publish(
 
 def recorded_data_format(model_folder: str | Path) -> Mapping[str, Any] | None:
     """The data format recorded by the run that wrote ``model_folder`` (a `checkpoints/final`
-    of an irlalign run: its `eval.json` holds `data_format`); None when not recorded."""
-    folder = Path(model_folder)
+    of an irlalign run: its `eval.json` holds `data_format`, or the run folder itself); None
+    when not recorded."""
+    from irlalign.modeling.adapters import checkpoint_folder
+
+    folder = Path(checkpoint_folder(model_folder))
     if folder.parent.name != "checkpoints":
         return None
     path = folder.parent.parent / "eval.json"
