@@ -32,6 +32,7 @@ PAPERS: dict[str, tuple[str, str | None]] = {
     "ppo": ("PPO, proximal policy optimisation (Schulman et al. 2017)", "1707.06347"),
     "afd": ("AfD, alignment from demonstrations (Sun & van der Schaar 2024)", "2405.15624"),
     "frft": ("FRFT, filtered reward fine-tuning (Krishna & Sahoo 2024)", "2412.10529"),
+    "demo_rl": ("demonstrations → a dense reward learned from them → RLOO/PPO", None),
     "adversarial": ("adversarial IRL rounds, GAIL/AIRL (Ho & Ermon 2016)", "1606.03476"),
 }
 VERSIONS = ("irlalign", "torch", "transformers", "accelerate", "datasets", "trl", "peft")

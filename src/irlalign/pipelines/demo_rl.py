@@ -137,8 +137,8 @@ def train_demo_rl(cfg, run_child) -> dict[str, Any]:
     which = (
         f"The final policy of the demo_rl pipeline: π_SFT trained with {demo.rl.upper()} against "
         f"the {demo.reward} reward (`{spec}`): "
-        f"`{phase_folder(results['final_checkpoint'], cfg.run_dir)}`. The "
-        f"pipeline's other models: π_SFT (`{sft_path}`) and the reward model."
+        f"`{phase_folder(results['final_checkpoint'], cfg.run_dir)}`. The pipeline's other "
+        f"models (π_SFT, `{sft_path}`, and the reward model it trained, if any) are not pushed."
     )
     return publish_pipeline(
         cfg, results, results["final_checkpoint"], which, run.write_eval,
