@@ -266,9 +266,10 @@ def _load_reward_model(path: Path, batch_size: int) -> RewardModel:
     tokenizer = load_tokenizer(str(path))
     tokenizer.padding_side = "right"
     heads = _head_names(path)
+    options = ModelOptions(str(path), dtype=_saved_dtype(str(path)))
     for name, cls in (("reward", AVAReward), ("preference", PreferenceTransformerReward)):
         if name in heads:
-            model = load_model(ModelOptions(str(path)), "causal_lm")
+            model = load_model(options, "causal_lm")
             load_heads(model, path)
             if cls is AVAReward:
                 set_ava_attention(model, get_head(model, name).rwt)
@@ -286,5 +287,15 @@ def _load_reward_model(path: Path, batch_size: int) -> RewardModel:
             f"{path}: a causal-LM LoRA adapter with no reward head, not a reward model; it "
             f"judges as implicit:{path} (its IQLearn reward) or log_ratio:{path},<reference>"
         )
-    model = load_model(ModelOptions(str(path)), "reward")
+    model = load_model(options, "reward")
     return SequenceClassifierReward(model, tokenizer, batch_size)
+
+
+def _saved_dtype(path: str) -> str:
+    """The dtype the weights were saved in (a reward model is scored as it was saved, as
+    `from_pretrained` does by default); float32 when the config names none we load."""
+    from irlalign.modeling.load import DTYPES, read_model_config
+
+    config = read_model_config(path)
+    name = str(config.get("dtype") or config.get("torch_dtype") or "float32")
+    return name if name in DTYPES else "float32"
