@@ -32,6 +32,7 @@ PAPERS: dict[str, tuple[str, str | None]] = {
     "ppo": ("PPO, proximal policy optimisation (Schulman et al. 2017)", "1707.06347"),
     "afd": ("AfD, alignment from demonstrations (Sun & van der Schaar 2024)", "2405.15624"),
     "frft": ("FRFT, filtered reward fine-tuning (Krishna & Sahoo 2024)", "2412.10529"),
+    "demo_rl": ("demonstrations → a dense reward learned from them → RLOO/PPO", None),
     "adversarial": ("adversarial IRL rounds, GAIL/AIRL (Ho & Ermon 2016)", "1606.03476"),
 }
 VERSIONS = ("irlalign", "torch", "transformers", "accelerate", "datasets", "trl", "peft")
@@ -61,12 +62,14 @@ def write_card(
     cfg: RunConfig,
     results: Mapping[str, Any],
     roles: Sequence[str] = ("policy",),
+    which: str | None = None,
 ) -> Path:
     """Write `folder/README.md` for the final checkpoint of ``cfg``'s run; ``roles``: what the
-    checkpoint is used as ("policy", "reward")."""
+    checkpoint is used as ("policy", "reward"); ``which``: for a pipeline, which of the models
+    it trained this one is."""
     folder = Path(folder)
     repo = cfg.training.get("hub_model_id") if cfg.training.get("push_to_hub") else None
-    text = card_text(folder, cfg, results, roles, repo)
+    text = card_text(folder, cfg, results, roles, repo, which)
     (folder / CARD).write_text(text, encoding="utf-8")
     return folder / CARD
 
@@ -77,13 +80,17 @@ def card_text(
     results: Mapping[str, Any],
     roles: Sequence[str],
     repo: str | None = None,
+    which: str | None = None,
 ) -> str:
     what, arxiv = PAPERS.get(cfg.method_name, (f"irlalign method '{cfg.method_name}'", None))
     paper = f" — [arXiv {arxiv}](https://arxiv.org/abs/{arxiv})" if arxiv else ""
+    # A pipeline's model lives in one of its phases' folders: the pipeline's run names it.
+    title = cfg.run_dir.name if which else folder.parent.parent.name or folder.name
     parts = [
         _front_matter(cfg, roles, arxiv),
-        f"# {folder.parent.parent.name or folder.name}: {cfg.method_name} (irlalign)\n",
+        f"# {title}: {cfg.method_name} (irlalign)\n",
         f"Trained with irlalign: {what}{paper}.\n",
+        *([f"## Which model this is\n\n{which}\n"] if which else []),
         "## Base model and data\n",
         _inputs(cfg, results),
         "## Hyper-parameters\n",
@@ -308,13 +315,63 @@ def publish(
     return results
 
 
+def check_pipeline_push(training: Mapping[str, Any], policy: str | None, why: str) -> None:
+    """A pipeline asked to push with no policy of its own to push fails before it trains;
+    ``policy`` is the model it will push (None: none), ``why`` says why there is none."""
+    check_push(training.get("push_to_hub"), training.get("hub_model_id"))
+    if training.get("push_to_hub") and policy is None:
+        raise ValueError(f"training.push_to_hub: {why}; there is no trained policy to push")
+
+
+def phase_folder(policy: str | Path, run_dir: Path) -> str:
+    """``policy``'s folder inside the pipeline's run folder, as the card names it."""
+    try:
+        return str(Path(policy).resolve().relative_to(Path(run_dir).resolve()))
+    except ValueError:  # a model from outside the run (given in the config)
+        return str(policy)
+
+
+def publish_pipeline(
+    cfg: RunConfig,
+    results: dict[str, Any],
+    policy: str,
+    which: str,
+    record: Callable[[dict[str, Any]], None],
+    metrics: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The end of a pipeline (AfD, FRFT, demo_rl, adversarial rounds), which trains several
+    models: with `training.push_to_hub`, its final policy ``policy`` gets a card for the
+    pipeline (its config, and ``which`` phase's model it is, with that model's gold
+    ``metrics``) and is uploaded; ``record(results)`` then notes the pushed folder and its
+    `hub_url`. Without `push_to_hub` nothing changes: each phase's folder keeps its own card."""
+    training = cfg.training
+    if not training.get("push_to_hub"):
+        return results
+    check_push(True, training.get("hub_model_id"))
+    shown = {"synthetic": metrics} if metrics else {}
+    results["model_card"] = str(write_card(policy, cfg, shown, ("policy",), which))
+    results["pushed_checkpoint"] = str(policy)
+    record(results)
+    results["hub_url"] = push_folder(
+        policy,
+        training["hub_model_id"],
+        training.get("hub_private_repo"),
+        training.get("hub_token"),
+    )
+    record(results)
+    return results
+
+
 # ---- what a reward model was trained on
 
 
 def recorded_data_format(model_folder: str | Path) -> Mapping[str, Any] | None:
     """The data format recorded by the run that wrote ``model_folder`` (a `checkpoints/final`
-    of an irlalign run: its `eval.json` holds `data_format`); None when not recorded."""
-    folder = Path(model_folder)
+    of an irlalign run: its `eval.json` holds `data_format`, or the run folder itself); None
+    when not recorded."""
+    from irlalign.modeling.adapters import checkpoint_folder
+
+    folder = Path(checkpoint_folder(model_folder))
     if folder.parent.name != "checkpoints":
         return None
     path = folder.parent.parent / "eval.json"

@@ -16,6 +16,7 @@ SHIPPED = {
     "ddp.yaml": "MULTI_GPU",
     "fsdp.yaml": "FSDP",
     "deepspeed_zero2.yaml": "DEEPSPEED",
+    "deepspeed_zero3.yaml": "DEEPSPEED",
     "cpu_2proc.yaml": "MULTI_GPU",  # started by torchrun, each process on the CPU
 }
 
@@ -34,6 +35,61 @@ def test_shipped_accelerate_config_loads(name):
     options = {action.dest for action in launch_command_parser()._actions}
     nested = {**config.deepspeed_config, **config.fsdp_config}
     assert not sorted(set(nested) - options)
+
+
+def _launched_env(name: str) -> dict[str, str]:
+    """The environment `accelerate launch --config_file <name>` gives the processes it starts
+    (accelerate's own launcher steps, without starting anything)."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
+
+    parsed = launch_command_parser().parse_args(["--config_file", str(CONFIGS / name), "x.py"])
+    args, defaults, _ = _validate_launch_command(parsed)
+    if args.use_deepspeed:
+        args.deepspeed_fields_from_accelerate_config = ",".join(defaults.deepspeed_config)
+        env = prepare_deepspeed_cmd_env(args)[1]
+    else:
+        env = prepare_multi_gpu_env(args)
+    return {k: v for k, v in env.items() if k.startswith(("ACCELERATE_", "FSDP_"))}
+
+
+@pytest.fixture
+def launched(monkeypatch):
+    """Sets, for one test, the environment a shipped config gives its processes."""
+    for key in [k for k in os.environ if k.startswith(("ACCELERATE_", "FSDP_"))]:
+        monkeypatch.delenv(key)
+
+    def apply(name: str) -> None:
+        for key, value in _launched_env(name).items():
+            monkeypatch.setenv(key, value)
+
+    return apply
+
+
+def test_zero3_saves_gathered_16bit_weights(launched):
+    """ZeRO-3 shards the weights: without gathering them on save, `checkpoints/final` would not
+    be a `save_pretrained` folder. The DeepSpeed plugin is built without deepspeed installed."""
+    from accelerate.utils import DeepSpeedPlugin
+
+    launched("deepspeed_zero3.yaml")
+    plugin = DeepSpeedPlugin()
+    zero = plugin.deepspeed_config["zero_optimization"]
+    assert zero["stage"] == 3 and zero["stage3_gather_16bit_weights_on_model_save"] is True
+    assert plugin.zero3_init_flag is True
+    launched("deepspeed_zero2.yaml")
+    assert DeepSpeedPlugin().deepspeed_config["zero_optimization"]["stage"] == 2
+
+
+def test_fsdp_config_yields_a_full_state_dict_fsdp2_plugin(launched):
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from torch.distributed.fsdp import StateDictType
+
+    launched("fsdp.yaml")
+    plugin = FullyShardedDataParallelPlugin()
+    assert plugin.fsdp_version == 2 and plugin.reshard_after_forward is True
+    assert plugin.state_dict_type == StateDictType.FULL_STATE_DICT  # one save_pretrained folder
+    assert plugin.state_dict_config.rank0_only and plugin.cpu_ram_efficient_loading
+    assert plugin.auto_wrap_policy.__name__ == "transformer_auto_wrap_policy"
 
 
 def test_trainer_trackers_write_into_the_run_folder(tmp_path, monkeypatch):

@@ -80,11 +80,14 @@ class ImplicitReward(BatchedReward):
 
 
 def load_causal_lm(path: str | Path):
-    """A causal LM, its tokenizer and any heads saved beside it (IQLearn's value head)."""
+    """A causal LM, its tokenizer and any heads saved beside it (IQLearn's value head); a LoRA
+    adapter folder is merged onto its base, a run folder stands for its final checkpoint."""
     from irlalign.config import ModelOptions
+    from irlalign.modeling.adapters import checkpoint_folder
     from irlalign.modeling.heads import load_heads
     from irlalign.modeling.load import load_model, load_tokenizer
 
+    path = checkpoint_folder(path)
     tokenizer = load_tokenizer(str(path))
     tokenizer.padding_side = "right"
     model = load_model(ModelOptions(str(path)))

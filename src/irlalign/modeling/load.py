@@ -3,15 +3,20 @@
 Every trainer loads its models through `load_model` so that dtype, device, LoRA and
 `trust_remote_code` behave the same everywhere, and a bad path fails with a clear message before
 any training starts. A model path is a local folder holding `config.json`, or `hub:<org>/<name>`
-for the Hugging Face Hub (`irlalign.paths`). Whatever `from_pretrained` raises (a corrupt
-safetensors file, a broken config) becomes one ValueError naming the path, and a tokenizer whose
-ids do not all fit the model's embedding is refused at load time, not at the first forward.
+for the Hugging Face Hub (`irlalign.paths`); a LoRA adapter folder loads as its base model with
+the adapter merged in, and a finished run folder as its final checkpoint
+(`irlalign.modeling.adapters`), for every kind of model. Whatever `from_pretrained` raises (a
+corrupt safetensors file, a broken config) becomes one ValueError naming the path, and a
+tokenizer whose ids do not all fit the model's embedding is refused at load time, not at the
+first forward.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +40,15 @@ POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length"
 
 
 def read_model_config(path: str) -> dict[str, Any]:
-    """The parsed `config.json` of a local model folder (no transformers involved)."""
-    folder = local_path(path)
+    """The parsed `config.json` of a local model folder (no transformers involved); for a LoRA
+    adapter folder that of its base model, for a run folder that of its final checkpoint."""
+    from irlalign.modeling.adapters import adapter_base, checkpoint_folder, is_adapter_folder
+
+    folder = local_path(checkpoint_folder(path))
     if not folder.exists():
         raise FileNotFoundError(missing_message(path, "model folder"))
+    if is_adapter_folder(folder):
+        return _config_dict(adapter_base(folder))
     config = folder / "config.json"
     if not config.is_file():
         raise FileNotFoundError(f"{path}: no config.json; not a model folder")
@@ -54,11 +64,13 @@ def read_model_config(path: str) -> dict[str, Any]:
 def model_source(path: str) -> str:
     """What `from_pretrained` gets for a model path: the id of `hub:<org>/<name>`, else the
     local folder, which must hold a readable `config.json`."""
+    from irlalign.modeling.adapters import checkpoint_folder
+
     name = hub_id(path)
     if name is not None:
         return name
     read_model_config(path)
-    return str(local_path(path))
+    return str(local_path(checkpoint_folder(path)))
 
 
 def text_setting(config: dict[str, Any], keys: tuple[str, ...]) -> int | None:
@@ -95,8 +107,14 @@ def check_vocabulary(tokenizer: PreTrainedTokenizerBase, path: str) -> None:
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
-    from irlalign.modeling.adapters import is_adapter_folder, model_folder, tokenizer_folder
+    from irlalign.modeling.adapters import (
+        checkpoint_folder,
+        is_adapter_folder,
+        model_folder,
+        tokenizer_folder,
+    )
 
+    path = checkpoint_folder(path)  # a run folder: its final checkpoint's tokenizer
     folder = tokenizer_folder(path)  # a LoRA adapter saved with its tokenizer: that folder
     source = str(local_path(folder)) if is_adapter_folder(folder) else model_source(folder)
     try:
@@ -113,12 +131,11 @@ def load_model(options: ModelOptions, kind: str = "causal_lm", **kwargs: Any) ->
     """Load a causal LM or a scalar reward model (sequence classifier, `num_labels=1`)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
-    from irlalign.modeling.adapters import adapter_base, is_adapter_folder, merge_adapter
+    from irlalign.modeling.adapters import checkpoint_folder, is_adapter_folder
 
-    if kind == "causal_lm" and is_adapter_folder(options.path):  # a LoRA run's `final/`
-        base = dataclasses.replace(options, path=adapter_base(Path(options.path)), lora=None)
-        model = merge_adapter(load_model(base, kind, **kwargs), options.path)
-        return apply_lora(model, options.lora, kind) if options.lora is not None else model
+    options = dataclasses.replace(options, path=checkpoint_folder(options.path))
+    if is_adapter_folder(options.path):  # a LoRA run's `final/`
+        return _load_adapter(options, kind, **kwargs)
     source = model_source(options.path)
     if kind == "reward":
         kwargs.setdefault("num_labels", 1)
@@ -139,6 +156,38 @@ def load_model(options: ModelOptions, kind: str = "causal_lm", **kwargs: Any) ->
     if options.lora is not None:
         model = apply_lora(model, options.lora, kind)
     return model
+
+
+def _load_adapter(options: ModelOptions, kind: str, **kwargs: Any) -> PreTrainedModel:
+    """A LoRA adapter folder: its base model loaded as ``kind``, the adapter merged in, and a
+    new adapter on top when ``options.lora`` asks for one. A sequence-classification adapter
+    carries a score layer that a causal LM has not; a causal-LM adapter may start a reward
+    model (its LoRA weights merge into the classifier's backbone)."""
+    from irlalign.modeling.adapters import adapter_base, adapter_task, merge_adapter
+
+    if kind != "reward" and adapter_task(options.path) == "SEQ_CLS":
+        raise ValueError(
+            f"{options.path}: a reward-model (sequence-classification) LoRA adapter, where a "
+            "causal LM is needed"
+        )
+    base = dataclasses.replace(options, path=adapter_base(Path(options.path)), lora=None)
+    with _quiet_load_report():  # "score.weight MISSING": the adapter brings the trained one
+        model = load_model(base, kind, **kwargs)
+    model = merge_adapter(model, options.path)
+    return apply_lora(model, options.lora, kind) if options.lora is not None else model
+
+
+@contextmanager
+def _quiet_load_report() -> Iterator[None]:
+    """transformers' warnings (its load report among them) off for one `from_pretrained`."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def apply_lora(model: PreTrainedModel, lora: LoraOptions, kind: str = "causal_lm"):

@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 from torch import Tensor
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+from transformers import AutoConfig
 
 from irlalign.modeling.heads import HEADS_CONFIG, get_head, load_heads
 
@@ -211,11 +211,16 @@ def set_ava_attention(model, rwt: str) -> None:
 
 def is_reward_model_folder(path: str | Path) -> bool:
     """True for the folders `load_reward_model` reads: an AVA / Preference-Transformer head
-    beside the model, or a sequence classifier with one label."""
-    path = Path(path)
-    heads_file = path / HEADS_CONFIG
-    if heads_file.exists() and {"reward", "preference"} & set(json.loads(heads_file.read_text())):
+    beside the model, or a sequence classifier with one label; a LoRA adapter of either (heads
+    beside it, or a sequence-classification adapter); a run folder whose final checkpoint is
+    one of these."""
+    from irlalign.modeling.adapters import adapter_task, checkpoint_folder, is_adapter_folder
+
+    path = Path(checkpoint_folder(path))
+    if _head_names(path) & {"reward", "preference"}:
         return True
+    if is_adapter_folder(path):
+        return adapter_task(path) == "SEQ_CLS"
     if not (path / "config.json").exists():
         return False
     config = AutoConfig.from_pretrained(path)
@@ -223,13 +228,25 @@ def is_reward_model_folder(path: str | Path) -> bool:
     return getattr(config, "num_labels", None) == 1 and not causal
 
 
+def _head_names(folder: Path) -> set[str]:
+    heads_file = folder / HEADS_CONFIG
+    return set(json.loads(heads_file.read_text())) if heads_file.is_file() else set()
+
+
 def load_reward_model(path: str | Path, batch_size: int = 64) -> RewardModel:
     """Load any reward-model folder the library writes: a Bradley–Terry sequence classifier
-    (`num_labels == 1`), or a causal LM with a Preference-Transformer or AVA head beside it.
-    Whatever the folder's files make `from_pretrained` raise becomes one ValueError naming it."""
-    path = Path(path)
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(f"{path}: no config.json; not a reward-model folder")
+    (`num_labels == 1`), or a causal LM with a Preference-Transformer or AVA head beside it;
+    either as a LoRA adapter folder (merged onto its base model), and a run folder as its final
+    checkpoint. Whatever the folder's files make `from_pretrained` raise becomes one ValueError
+    naming it."""
+    from irlalign.modeling.adapters import checkpoint_folder, is_adapter_folder
+
+    path = Path(checkpoint_folder(path))
+    if not (path / "config.json").exists() and not is_adapter_folder(path):
+        raise FileNotFoundError(
+            f"{path}: no config.json (nor a LoRA adapter, nor a finished run folder); not a "
+            "reward-model folder"
+        )
     try:
         return _load_reward_model(path, batch_size)
     except (FileNotFoundError, ValueError):
@@ -241,25 +258,44 @@ def load_reward_model(path: str | Path, batch_size: int = 64) -> RewardModel:
 
 
 def _load_reward_model(path: Path, batch_size: int) -> RewardModel:
-    from irlalign.modeling.load import load_tokenizer
+    """Every kind through `load_model`, the one loader that merges LoRA adapters."""
+    from irlalign.config import ModelOptions
+    from irlalign.modeling.adapters import is_adapter_folder
+    from irlalign.modeling.load import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(str(path))
     tokenizer.padding_side = "right"
-    heads_file = path / HEADS_CONFIG
-    heads = json.loads(heads_file.read_text()) if heads_file.exists() else {}
+    heads = _head_names(path)
+    options = ModelOptions(str(path), dtype=_saved_dtype(str(path)))
     for name, cls in (("reward", AVAReward), ("preference", PreferenceTransformerReward)):
         if name in heads:
-            model = AutoModelForCausalLM.from_pretrained(path)
+            model = load_model(options, "causal_lm")
             load_heads(model, path)
             if cls is AVAReward:
                 set_ava_attention(model, get_head(model, name).rwt)
             return cls(model, tokenizer, batch_size)
-    config = AutoConfig.from_pretrained(path)
-    if getattr(config, "num_labels", None) != 1:
+    if not is_adapter_folder(path):
+        config = AutoConfig.from_pretrained(path)
+        if getattr(config, "num_labels", None) != 1:
+            raise ValueError(
+                f"{path}: not a reward model: expected a sequence classifier with num_labels=1 "
+                f"or an AVA / Preference-Transformer head ({HEADS_CONFIG}), got "
+                f"architectures={config.architectures} num_labels={config.num_labels}"
+            )
+    elif not is_reward_model_folder(path):
         raise ValueError(
-            f"{path}: not a reward model: expected a sequence classifier with num_labels=1 or an "
-            f"AVA / Preference-Transformer head ({HEADS_CONFIG}), got "
-            f"architectures={config.architectures} num_labels={config.num_labels}"
+            f"{path}: a causal-LM LoRA adapter with no reward head, not a reward model; it "
+            f"judges as implicit:{path} (its IQLearn reward) or log_ratio:{path},<reference>"
         )
-    model = AutoModelForSequenceClassification.from_pretrained(path)
+    model = load_model(options, "reward")
     return SequenceClassifierReward(model, tokenizer, batch_size)
+
+
+def _saved_dtype(path: str) -> str:
+    """The dtype the weights were saved in (a reward model is scored as it was saved, as
+    `from_pretrained` does by default); float32 when the config names none we load."""
+    from irlalign.modeling.load import DTYPES, read_model_config
+
+    config = read_model_config(path)
+    name = str(config.get("dtype") or config.get("torch_dtype") or "float32")
+    return name if name in DTYPES else "float32"

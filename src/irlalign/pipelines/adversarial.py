@@ -101,7 +101,28 @@ def train_adversarial(cfg, run_child) -> dict[str, Any]:
         "final_checkpoint": policy,
     }
     run.write_eval(results)
-    return results
+    return _publish(cfg, results, run)
+
+
+def _publish(cfg, results: dict[str, Any], run) -> dict[str, Any]:
+    """With `training.push_to_hub`: the policy of the last round whose RL phase ran."""
+    from irlalign.cards import phase_folder, publish_pipeline
+
+    trained = [r for r in results["rounds"] if not r.get("rl_skipped")]
+    if cfg.training.get("push_to_hub") and not trained:
+        raise ValueError(
+            "training.push_to_hub: every round skipped its RL phase (min_disc_accuracy); "
+            "there is no trained policy to push"
+        )
+    if not trained:
+        return results
+    k, policy = trained[-1]["round"], results["final_checkpoint"]
+    which = (
+        f"The final policy of the adversarial IRL rounds: round {k}'s RL policy "
+        f"(`{phase_folder(policy, cfg.run_dir)}`), trained against that round's "
+        f"{cfg.method_config.reward} discriminator. The discriminators are not pushed."
+    )
+    return publish_pipeline(cfg, results, policy, which, run.write_eval, trained[-1]["synthetic"])
 
 
 def _round(cfg, run_child, k: int, policy: str, disc: str | None, data) -> dict[str, Any]:

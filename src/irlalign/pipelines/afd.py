@@ -71,6 +71,7 @@ def train_afd(cfg, run_child) -> dict[str, Any]:
     from irlalign.modeling.load import ModelOptions, load_model
 
     afd: AfDConfig = cfg.method_config
+    _check_push(cfg, afd)
     run, _, tokenizer, demos = parts.open_run(cfg)
     results: dict[str, Any] = {"variants": list(afd.variants), "label": "AfD (paper: best-of-N)"}
 
@@ -109,7 +110,36 @@ def train_afd(cfg, run_child) -> dict[str, Any]:
     if afd.rl != "none":
         results["rl"] = _rl(cfg, afd, run_child, rms[afd.variants[0]][0], str(sft_path))
     run.write_eval(results)
-    return results
+    return _publish(cfg, afd, results, run)
+
+
+def _check_push(cfg, afd: AfDConfig) -> None:
+    """AfD pushes the RL policy, else the π_SFT it trained; a given π_SFT is not its own."""
+    from irlalign.cards import check_pipeline_push
+
+    nothing = afd.rl == "none" and afd.sft_model is not None
+    why = "method.rl is 'none' and method.sft_model is given (AfD trains only reward models)"
+    check_pipeline_push(cfg.training, None if nothing else "policy", why)
+
+
+def _publish(cfg, afd: AfDConfig, results: dict[str, Any], run) -> dict[str, Any]:
+    """With `training.push_to_hub`: the RL policy, or (without RL) π_SFT, for best-of-N."""
+    from irlalign.cards import phase_folder, publish_pipeline
+
+    if "rl" in results:
+        policy, metrics = results["rl"]["final_checkpoint"], results["rl"].get("synthetic")
+        what = (
+            f"π_SFT trained with {afd.rl.upper()} against the standardised logit of the "
+            f"{afd.variants[0]} reward model (an extension, not in the paper)"
+        )
+    else:
+        policy, metrics = results["sft_model"], None
+        what = (
+            "π_SFT, the policy AfD's best-of-N samples from (the paper's use of the reward "
+            "models; they are not pushed)"
+        )
+    which = f"The final policy of the AfD pipeline: {what}: `{phase_folder(policy, cfg.run_dir)}`."
+    return publish_pipeline(cfg, results, str(policy), which, run.write_eval, metrics)
 
 
 # A rerun resumes at phase boundaries: the SFT, Bradley–Terry and RL phases are runs that

@@ -20,6 +20,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from irlalign.cards import phase_folder, publish_pipeline
 from irlalign.generation.sampling import SamplingConfig
 from irlalign.pipelines import parts
 
@@ -133,7 +134,16 @@ def train_demo_rl(cfg, run_child) -> dict[str, Any]:
     if cfg.eval.synthetic_task:
         results["summary"] = gold_summary(results["sft_eval"], results["rl"]["synthetic"])
     run.write_eval(results)
-    return results
+    which = (
+        f"The final policy of the demo_rl pipeline: π_SFT trained with {demo.rl.upper()} against "
+        f"the {demo.reward} reward (`{spec}`): "
+        f"`{phase_folder(results['final_checkpoint'], cfg.run_dir)}`. The pipeline's other "
+        f"models (π_SFT, `{sft_path}`, and the reward model it trained, if any) are not pushed."
+    )
+    return publish_pipeline(
+        cfg, results, results["final_checkpoint"], which, run.write_eval,
+        results["rl"].get("synthetic"),
+    )  # fmt: skip
 
 
 def _check_sft_model(path: str | None) -> None:

@@ -157,7 +157,25 @@ def train_frft(cfg: RunConfig, run_child) -> dict[str, Any]:
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     results = {**manifest, "arms": {arm: run_arm(ctx, arm) for arm in frft.arms}}
     run.write_eval(results)
-    return results
+    return _publish(cfg, results, run)
+
+
+def _publish(cfg: RunConfig, results: dict[str, Any], run: RunFolder) -> dict[str, Any]:
+    """With `training.push_to_hub`: the last round's policy of the FRFT arm (of the first
+    configured arm when FRFT itself is not run)."""
+    from irlalign.cards import phase_folder, publish_pipeline
+
+    arms = results["arms"]
+    arm = "frft" if "frft" in arms else next(iter(arms))
+    last = arms[arm][-1]
+    policy = last["policy_out"]
+    which = (
+        f"The final policy of the FRFT pipeline: the policy of the `{arm}` arm after round "
+        f"{last['round']} (`{phase_folder(policy, cfg.run_dir)}`), trained by RL against "
+        f"that round's reward model (`{phase_folder(last['rm'], cfg.run_dir)}`). The other "
+        "arms' policies and the reward models are not pushed."
+    )
+    return publish_pipeline(cfg, results, policy, which, run.write_eval, last.get("gold"))
 
 
 def _vanilla_rm(ctx: FRFTRun) -> str:
