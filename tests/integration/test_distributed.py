@@ -92,23 +92,12 @@ def test_two_process_accelerate_launch(method, data, method_cfg, logged, smoke_t
 
 FSDP_WORKER = """
 import sys, torch, torch.distributed as dist
-import torch.nn.functional as F
-from torch.distributed.fsdp import FSDPModule, fully_shard
-from torch.distributed.tensor import DTensor
+from torch.distributed.fsdp import fully_shard
 from transformers import AutoModelForCausalLM
 import irlalign.modeling.forward as forward
 from irlalign.modeling.forward import response_logps
 
 library_head = forward.output_head
-
-
-def functional_head(base):
-    # The head called through its weight while FSDP holds it unsharded: a second call of the
-    # module would register FSDP's backward hooks on its unit a second time.
-    head = base.get_output_embeddings()
-    if not isinstance(head, FSDPModule) or isinstance(head.weight, DTensor):
-        return library_head(base)
-    return lambda h: F.linear(h, head.weight, head.bias)
 
 
 def shard(model, layout):
@@ -133,7 +122,7 @@ cm[:, :4] = 0
 am = torch.ones_like(ids)
 rows = slice(2 * rank, 2 * rank + 2)
 for layout, head in (("root", library_head), ("resharded_head", library_head),
-                     ("accelerate", functional_head)):
+                     ("accelerate", library_head)):
     forward.output_head = head
     ref, model = (AutoModelForCausalLM.from_pretrained(path) for _ in range(2))
     shard(model, layout)
@@ -160,9 +149,8 @@ def test_fsdp2_on_cpu_calls_the_head_after_the_forward(smoke_task_dir, tmp_path)
     FSDP2 on two gloo processes the log-probabilities and gradients equal the unsharded model's
     when the head is the root's (unsharded from the forward to the backward) or its own unit
     resharded after the forward (calling it gathers it again). In accelerate 1.15's layout
-    (final norm and head one unit kept unsharded) a second call of the head module crashes the
-    backward (SIGSEGV on CPU), so that unit's head is called through its weight (the
-    `functional_head` above is the change `output_head` needs)."""
+    (final norm and head one unit kept unsharded) a second call of the head module would crash
+    the backward (SIGSEGV on CPU), so `output_head` applies that unit's head through its weight."""
     worker = tmp_path / "fsdp_worker.py"
     worker.write_text(FSDP_WORKER)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]

@@ -148,9 +148,28 @@ def forward_hidden(
     return captured["h"], output_head(base), attn
 
 
+def _fsdp_unit_held_whole(head: torch.nn.Module) -> bool:
+    """An FSDP2 unit whose weight is gathered (not a DTensor) outside its forward: calling the
+    module again after the model's forward would register the unit's backward hooks twice."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # a torch build without distributed support
+        return False
+    return isinstance(head, FSDPModule) and not isinstance(head.weight, DTensor)
+
+
 def output_head(base: PreTrainedModel) -> Callable[[Tensor], Tensor]:
-    """The model's own logits head, soft-capping included (Gemma-2 style models)."""
+    """The model's own logits head, soft-capping included (Gemma-2 style models). A head that
+    FSDP keeps whole after the forward (accelerate's layout: final norm and head in one unit) is
+    applied through its weight."""
     head = base.get_output_embeddings()
+    if _fsdp_unit_held_whole(head):
+        module = head
+
+        def head(h: Tensor) -> Tensor:
+            return torch.nn.functional.linear(h, module.weight, module.bias)
+
     cap = getattr(base.config, "final_logit_softcapping", None)
     if cap:
         linear = head
