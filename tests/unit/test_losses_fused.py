@@ -136,3 +136,16 @@ def test_trainers_give_the_same_step_with_and_without_fusion(method_name, tied, 
     assert grads_a.keys() == grads_b.keys()
     for k in grads_a:
         torch.testing.assert_close(grads_b[k], grads_a[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_a_frozen_head_gets_no_gradient_and_the_hidden_states_the_same_one():
+    torch.manual_seed(2)
+    head, h0 = nn.Linear(D, V), torch.randn(B, L, D)
+    ids, cm = _batch()
+    want = _loss_and_grads(_reference, "iq", h0, ids, cm, head, 4)
+    head.zero_grad(set_to_none=True)
+    head.requires_grad_(False)
+    h = h0.clone().requires_grad_()
+    fused_iq_loss(h, ids, cm, head, eos_id=EOS, lam=0.7, chunk_tokens=4)[0].mul(2.5).backward()
+    assert head.weight.grad is None
+    torch.testing.assert_close(h.grad, want[1], rtol=1e-5, atol=1e-6)

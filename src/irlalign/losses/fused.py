@@ -91,11 +91,13 @@ class _FusedHeadLoss(torch.autograd.Function):
             q, v, ent, p = _softmax_stats(z, a, with_entropy)
             loss, gq, gv, gh = _row_grads(chunk_loss, q, v, ent, lo, hi)
             g = _logit_grad(p, a, gq, gv, ent, gh)
-            if bias is not None:
+            if bias is not None and ctx.needs_input_grad[2]:
                 grad_b += g.sum(0)
             g = g.to(weight.dtype)
-            grad_h[lo:end] += g @ weight
-            grad_w += g.t() @ h.to(weight.dtype)
+            if ctx.needs_input_grad[0]:
+                grad_h[lo:end] += g @ weight
+            if ctx.needs_input_grad[1]:  # a frozen head (LoRA) costs no product here
+                grad_w += g.t() @ h.to(weight.dtype)
             total += loss
             k = hi - lo
             stats[0, lo:hi], stats[1, lo:hi] = q[:k], v[:k]
