@@ -308,9 +308,7 @@ def table(title: str, columns: dict[str, dict[str, float]]) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", type=Path, default=Path("runs/quickstart/task"))
-    p.add_argument(
-        "--model-path", type=Path, default=Path("runs/quickstart/sft/checkpoints/final")
-    )
+    p.add_argument("--model-path", type=Path, default=Path("runs/quickstart/sft/checkpoints/final"))
     p.add_argument("--steps", type=int, default=8, help="timed steps per variant")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before them")
     p.add_argument("--threads", type=int, default=1)
