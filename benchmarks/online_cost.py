@@ -159,6 +159,12 @@ def _common_wraps(clock: PhaseClock) -> None:
     from transformers.generation.utils import GenerationMixin
 
     clock.wrap(GenerationMixin, "generate", GENERATION)
+    # The library's own decoding loop, where it has one (called by name from these modules).
+    from irlalign.generation import continuations, sampling
+
+    for module in (sampling, continuations):
+        if hasattr(module, "sample_tokens"):
+            clock.wrap(module, "sample_tokens", GENERATION)
     clock.wrap(accelerate.Accelerator, "clip_grad_norm_", OPTIMISER)
     clock.wrap(torch.optim.AdamW, "step", OPTIMISER)  # before any optimizer is built
 
