@@ -14,7 +14,7 @@ collating, decoding: the Python per-row work around generation and in the data c
 
     python benchmarks/online_cost.py [--task runs/quickstart/task]
         [--model-path runs/quickstart/sft/checkpoints/final] [--steps 8] [--warmup 2]
-        [--threads 1] [--only rloo|iqlearn]
+        [--threads 1] [--only rloo|iqlearn] [--clock wall|process]
 
 RLOO uses `configs/synthetic/rloo.yaml` (gold dense reward, 32 prompts × k = 8, 24 new
 tokens), IQLearn `configs/synthetic/iqlearn.yaml` and `iqlearn_online.yaml` (expert batch 32,
@@ -64,10 +64,14 @@ def _restorer(owner: Any, attr: str) -> Callable[[], None]:
 _MISSING = object()
 
 
+TIMERS = {"wall": time.perf_counter, "process": time.process_time}
+
+
 class PhaseClock:
     """Exclusive wall time per phase: a nested phase's time is taken out of its parent's."""
 
-    def __init__(self) -> None:
+    def __init__(self, timer: Callable[[], float] = time.perf_counter) -> None:
+        self.timer = timer
         self.totals: dict[str, float] = defaultdict(float)
         self._stack: list[list[float]] = []
         self._cuda = torch.cuda.is_available()
@@ -83,13 +87,13 @@ class PhaseClock:
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
         self._sync()
-        start = time.perf_counter()
+        start = self.timer()
         self._stack.append([0.0])
         try:
             yield
         finally:
             self._sync()
-            elapsed = time.perf_counter() - start
+            elapsed = self.timer() - start
             (nested,) = self._stack.pop()
             self.totals[name] += elapsed - nested
             if self._stack:
@@ -112,12 +116,12 @@ class PhaseClock:
         if self.steps == warmup:
             self.totals.clear()
             self._sync()
-            self.started = time.perf_counter()
+            self.started = self.timer()
         self.steps += 1
 
     def step_end(self) -> None:
         self._sync()
-        self.ended = time.perf_counter()
+        self.ended = self.timer()
 
     def restore(self) -> None:
         for undo in reversed(self._undo):
@@ -204,7 +208,7 @@ def run_rloo(a, out: Path) -> dict[str, float]:
     if not _same_tokenizer(a):
         raw["method"]["reward_mode"] = "terminal"
         print("model tokenizer differs from the task's: RLOO on terminal gold scores", flush=True)
-    clock = PhaseClock()
+    clock = PhaseClock(TIMERS[a.clock])
     _common_wraps(clock)
     clock.wrap(rloo, "rollout", ROWS)  # the sampler's own work around `generate`
     clock.wrap(rloo, "policy_token_rewards", REWARD)
@@ -251,7 +255,7 @@ def run_iqlearn(a, out: Path, online: bool) -> dict[str, float]:
 
     raw = _preset("iqlearn_online" if online else "iqlearn", a, out)
     raw["eval"] = {}  # no synthetic evaluation after training: not part of a step
-    clock = PhaseClock()
+    clock = PhaseClock(TIMERS[a.clock])
     _common_wraps(clock)
     side = {"samples": False}
 
@@ -319,6 +323,13 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before them")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--only", choices=("rloo", "iqlearn"))
+    p.add_argument(
+        "--clock",
+        choices=sorted(TIMERS),
+        default="wall",
+        help="wall: time.perf_counter; process: this process's CPU time (time.process_time), "
+        "steadier on a shared CPU machine (not for CUDA, whose kernels it does not count)",
+    )
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     a.task, a.model_path = a.task.resolve(), a.model_path.resolve()
@@ -333,7 +344,7 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, transformers {transformers.__version__}; "
         f"{'CUDA' if torch.cuda.is_available() else 'CPU'}, {a.threads} thread(s); model "
-        f"{a.model_path}; {a.steps} timed steps after {a.warmup} warm-up",
+        f"{a.model_path}; {a.steps} timed steps after {a.warmup} warm-up; {a.clock} clock",
         file=sys.stderr,
     )
     with tempfile.TemporaryDirectory(prefix="online_cost_") as tmp:
