@@ -1,9 +1,11 @@
-"""The `Sampler` protocol of the online methods and its transformers-`generate` implementation.
+"""The `Sampler` protocol of the online methods and its Hugging Face implementation.
 
 A sampler turns text prompts into `Rollouts`: right-padded prompt + response token ids with the
 masks every loss in `irlalign.losses` expects, the decoded response texts, and the per-token
 log-probabilities of the sampled tokens under the distribution they were actually drawn from
 (temperature, top-k and top-p applied), read from the generation pass itself: no second forward.
+`sample_tokens` is `generate`'s multinomial sampling (the same tokens for the same seed) in a
+loop of its own that drops finished rows from the forward and never copies the KV cache.
 A vLLM backend can implement the same protocol.
 """
 
@@ -188,6 +190,10 @@ def decoding_loop_supported(model) -> bool:
     calls `generate`."""
     from transformers import PreTrainedModel
 
+    try:  # recent transformers' per-layer cache; older versions sample through `generate`
+        from transformers.cache_utils import DynamicLayer  # noqa: F401
+    except ImportError:
+        return False
     config = getattr(model, "config", None)
     gen = getattr(model, "generation_config", None)
     if not isinstance(model, PreTrainedModel) or config is None or gen is None:
@@ -376,8 +382,8 @@ def _generate_tokens(model, ids, mask, max_new_tokens, processors, eos, pad_id, 
 
 
 class HFSampler:
-    """`model.generate` in batches (left-padded prompts), recording the log-probabilities of the
-    sampled tokens as it goes.
+    """`sample_tokens` (`generate`'s sampling) in batches of left-padded prompts, recording the
+    log-probabilities of the sampled tokens as it goes.
 
     ``progress``: a bar over the prompts on a terminal (None: when there is more than one
     batch, as in a best-of-N or scoring pool, not a loop step's single batch), always (True) or
