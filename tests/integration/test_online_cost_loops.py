@@ -1,6 +1,7 @@
-"""RLOO's cheaper passes give the old values: micro-batches grouped by length and cut to their
-longest row accumulate the same loss and gradients as one pass over the padded batch, and the
-reference pass in length groups gives the same log-probs and hidden states."""
+"""The loops' cheaper passes give the old values: RLOO's micro-batches grouped by length and cut
+to their longest row accumulate the same loss and gradients as one pass over the padded batch,
+the reference pass in length groups gives the same log-probs and hidden states, and PPO's old
+log-probs read from the sampler equal the teacher-forced ones it used to recompute."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from datasets import load_from_disk
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from irlalign.generation.sampling import HFSampler, SamplingConfig
+from irlalign.loops.ppo import PPOConfig, _forward, _values, attach_value_head
 from irlalign.loops.rloo import RLOOConfig, _accumulate
 from irlalign.loops.step import reference_pass
 from irlalign.losses.policy_gradient import rloo_token_advantages
@@ -76,3 +78,15 @@ def test_reference_pass_in_length_groups(setup):
     torch.testing.assert_close(grouped, logps, rtol=1e-5, atol=1e-6)
     attended = rollouts.attention_mask.bool()
     torch.testing.assert_close(grouped_hidden[attended], hidden[attended], rtol=1e-5, atol=1e-5)
+
+
+def test_ppo_old_logps_from_the_sampler(setup, smoke_task_dir):
+    _, _, rollouts = setup  # sampled at temperature 1 by the same weights as `policy` below
+    policy = AutoModelForCausalLM.from_pretrained(smoke_task_dir / "pi_init")
+    attach_value_head(policy)
+    ctx = SimpleNamespace(policy=policy)
+    batch = (rollouts.input_ids, rollouts.attention_mask, rollouts.completion_mask)
+    with torch.no_grad():
+        logps, values = _forward(ctx, PPOConfig(), *batch)
+        torch.testing.assert_close(_values(ctx, *batch[:2]), values)
+    torch.testing.assert_close(rollouts.logps, logps, rtol=0, atol=1e-5)
