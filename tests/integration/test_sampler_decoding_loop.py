@@ -16,6 +16,7 @@ from transformers.generation.logits_process import (
 )
 
 from irlalign.generation import sampling
+from irlalign.generation.continuations import collate_samples, cut_at_eos, sample_continuations
 from irlalign.generation.sampling import decoding_loop_supported, sample_tokens
 
 
@@ -113,3 +114,30 @@ def test_models_it_does_not_cover_go_through_generate(policy, smoke_task_dir, mo
     slow, slow_logps = sample_tokens(model, ids, mask, max_new_tokens=8, pad_id=tok.pad_token_id)
     assert torch.equal(fast, slow)
     torch.testing.assert_close(fast_logps, slow_logps, atol=1e-5, rtol=0)
+
+
+def test_online_iqlearn_continuations_match_generate(policy, smoke_task_dir):
+    model, tok = policy
+    ids, mask = _batch(smoke_task_dir, tok, n=4)
+    prompts = [row[m.bool()].tolist() for row, m in zip(ids, mask, strict=True)]
+    eos, pad = tok.eos_token_id, tok.pad_token_id
+    torch.manual_seed(3)
+    ours = sample_continuations(
+        model, prompts, eos_id=eos, pad_id=pad, temperature=0.8, max_new_tokens=12
+    )
+    torch.manual_seed(3)
+    out = model.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        do_sample=True,
+        temperature=0.8,
+        top_k=0,
+        top_p=1.0,
+        max_new_tokens=12,
+        eos_token_id=eos,
+        pad_token_id=pad,
+    )
+    cut = [cut_at_eos(row, eos) for row in out[:, ids.shape[1] :].tolist()]
+    theirs = collate_samples(prompts, [r for r, _ in cut], [f for _, f in cut], pad)
+    for a, b in zip(vars(ours).values(), vars(theirs).values(), strict=True):
+        assert torch.equal(a, b)
