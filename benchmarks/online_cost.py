@@ -7,20 +7,23 @@ time of wrapped calls nested inside it, goes to its phase; ``torch.cuda.synchron
 every phase on CUDA. Whatever a step spends outside the wrapped calls is the "rest" row
 (advantages, scheduler, logging, the Trainer's own loop).
 
-Phases: generation (`model.generate`); teacher-forced policy forward (the gradient pass, on the
-expert batch and on the policy's own samples); reference log-probs; reward scoring; loss +
-backward; optimiser (gradient clipping and the optimizer step); rows (tokenising, padding,
-collating, decoding: the Python per-row work around generation and in the data collator).
+Phases: generation (`irlalign.generation.sampling.sample_tokens`, or `model.generate`);
+teacher-forced policy forward (the gradient pass, on the expert batch and on the policy's own
+samples); reference log-probs; reward scoring; loss + backward; optimiser (gradient clipping and
+the optimizer step); rows (tokenising, padding, collating, decoding: the Python per-row work
+around generation and in the data collator).
 
     python benchmarks/online_cost.py [--task runs/quickstart/task]
         [--model-path runs/quickstart/sft/checkpoints/final] [--steps 8] [--warmup 2]
-        [--threads 1] [--only rloo|iqlearn] [--clock wall|process]
+        [--threads 1] [--only rloo|iqlearn] [--clock wall|process] [--batch N]
+        [--max-new-tokens T]
 
 RLOO uses `configs/synthetic/rloo.yaml` (gold dense reward, 32 prompts × k = 8, 24 new
 tokens), IQLearn `configs/synthetic/iqlearn.yaml` and `iqlearn_online.yaml` (expert batch 32,
 online α = 0.5: 16 policy samples of at most 24 tokens), each with the model replaced by
 ``--model-path``. A model whose tokenizer is not the task's gets the gold reward's sequence
 score on the last token (`reward_mode: terminal`): the dense reward is defined on task tokens.
+A quick run: `--steps 1 --warmup 1 --batch 4 --max-new-tokens 8`.
 """
 
 from __future__ import annotations
@@ -187,6 +190,16 @@ def _preset(name: str, a, out: Path) -> dict:
         report_to="none",
     )
     raw["training"].pop("eval_steps", None)
+    if a.batch is not None:  # a quick run: fewer rows than the presets'
+        if name == "rloo":
+            raw["method"]["prompts_per_step"] = a.batch
+        else:
+            raw["training"]["per_device_train_batch_size"] = a.batch
+    if a.max_new_tokens is not None:
+        if name == "rloo":
+            raw["method"]["sampling"]["max_new_tokens"] = a.max_new_tokens
+        else:
+            raw["method"]["max_new_tokens"] = a.max_new_tokens
     # A short run cannot hold the presets' schedules; the schedule does not change the cost.
     raw["training"].pop("lr_scheduler_kwargs", None)
     raw["training"].update(lr_scheduler_type="constant", warmup_steps=0)
@@ -323,6 +336,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before them")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--only", choices=("rloo", "iqlearn"))
+    p.add_argument("--batch", type=int, help="RLOO prompts per step / IQLearn expert batch")
+    p.add_argument("--max-new-tokens", type=int, help="sampling budget (default: the presets')")
     p.add_argument(
         "--clock",
         choices=sorted(TIMERS),
