@@ -365,12 +365,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="online_cost_") as tmp:
         if a.only in (None, "rloo"):
             rl = run_rloo(a, Path(tmp) / "rloo")
-            table("RLOO step (configs/synthetic/rloo.yaml)", {"RLOO": rl})
+            rows = f"{a.batch or 32} prompts × k = 8"
+            table(f"RLOO step, {rows} (configs/synthetic/rloo.yaml)", {"RLOO": rl})
         if a.only in (None, "iqlearn"):
             off = run_iqlearn(a, Path(tmp) / "iq_off", online=False)
             on = run_iqlearn(a, Path(tmp) / "iq_on", online=True)
             table(
-                "IQLearn step at expert batch 32 (configs/synthetic/iqlearn*.yaml)",
+                f"IQLearn step at expert batch {a.batch or 32} (configs/synthetic/iqlearn*.yaml)",
                 {"offline": off, "online": on},
             )
             print(f"\nonline / offline IQLearn step: {on['total'] / off['total']:.2f}×")

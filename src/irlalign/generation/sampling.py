@@ -313,18 +313,9 @@ def sample_tokens(
             return_dict=True,
             **keep,
         )
-        scores = out.logits[:, -1].to(copy=True, dtype=torch.float32)
+        logits = out.logits[:, -1].to(copy=True, dtype=torch.float32)
         del out
-        if live is not None:  # finished rows draw from a dummy uniform row, then get a pad
-            scores = scores.new_zeros((rows, scores.shape[-1])).index_copy_(0, live, scores)
-        scores = processors(seq[:, :length], scores)
-        probs = torch.nn.functional.softmax(scores, dim=-1)
-        # `multinomial` draws one Exp(1) variate per (row, token) whatever the probabilities
-        # (argmax p/q), so a row's token depends on its own probabilities only: dropping the
-        # finished rows from the forward leaves every other row's draw as `generate` makes it.
-        tokens = torch.multinomial(probs, num_samples=1).squeeze(1)
-        # log q(a) of the drawn token only: no (B, V) log-softmax tensor
-        logps[:, t] = scores.gather(1, tokens[:, None]).squeeze(1) - scores.logsumexp(-1)
+        tokens, logps[:, t], scores = _draw(logits, processors, seq[:, :length], live, rows)
         if eos:
             tokens = tokens * unfinished + pad_id * (1 - unfinished)
         seq[:, length] = tokens
@@ -342,6 +333,25 @@ def sample_tokens(
             positions = positions[local]
         step_ids = tokens[:, None] if live is None else tokens[live, None]
     return seq[:, :length], logps[:, : length - width]
+
+
+def _draw(
+    logits: Tensor, processors: LogitsProcessorList, seq: Tensor, live: Tensor | None, rows: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One step's tokens (rows,), their log q (rows,) and the final scores, from the logits of
+    the ``live`` rows (None: all)."""
+    scores = logits
+    if live is not None:  # finished rows draw from a dummy uniform row, then get a pad
+        scores = logits.new_zeros((rows, logits.shape[-1])).index_copy_(0, live, logits)
+    scores = processors(seq, scores)
+    probs = torch.nn.functional.softmax(scores, dim=-1)
+    # `multinomial` draws one Exp(1) variate per (row, token) whatever the probabilities
+    # (argmax p/q), so a row's token depends on its own probabilities only: dropping the
+    # finished rows from the forward leaves every other row's draw as `generate` makes it.
+    tokens = torch.multinomial(probs, num_samples=1).squeeze(1)
+    # log q(a) of the drawn token only: no (B, V) log-softmax tensor
+    logp = scores.gather(1, tokens[:, None]).squeeze(1) - scores.logsumexp(-1)
+    return tokens, logp, scores
 
 
 def _shrink(
