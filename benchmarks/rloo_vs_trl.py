@@ -18,7 +18,10 @@ table reports medians over rounds, and "× TRL" is the median of the per-round r
 irlalign run against the TRL run next to it, so both saw about the same machine load).
 
     python benchmarks/rloo_vs_trl.py [--task runs/quickstart/task] [--steps 20] [--warmup 2]
-        [--rounds 3] [--threads 1]
+        [--rounds 3] [--threads 1] [--batch 16] [--k 4] [--max-new-tokens 24]
+
+(`--batch` is another name for `--prompts-per-step`; a quick run is `--steps 2 --warmup 1
+--rounds 1 --batch 4 --k 2 --max-new-tokens 8 --sample-prompts 8 --sample-reps 1`.)
 
 The task folder is built with `irlalign.synthetic.build.build(task, SyntheticConfig())` if it
 has no `task.json`.
@@ -355,7 +358,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20, help="timed RLOO steps per run")
     p.add_argument("--warmup", type=int, default=2, help="untimed RLOO steps before them")
     p.add_argument("--rounds", type=int, default=3, help="alternating irlalign/TRL runs")
-    p.add_argument("--prompts-per-step", type=int, default=16)
+    p.add_argument("--prompts-per-step", "--batch", type=int, default=16)
     p.add_argument("--k", type=int, default=4, help="samples per prompt (TRL num_generations)")
     p.add_argument("--max-new-tokens", type=int, default=24)
     p.add_argument("--lr", type=float, default=1e-3)

@@ -7,6 +7,9 @@ replaced (a second full forward over prompt + response), for scale.
 
     python benchmarks/sampler_throughput.py [--task runs/quickstart/task] [--prompts 64] [--k 4]
         [--max-new-tokens 24] [--reps 15] [--threads 1] [--temperature 1.0]
+
+(`--batch` is another name for `--prompts`, `--steps` for `--reps`: a quick run is
+`--batch 8 --k 2 --max-new-tokens 8 --steps 2`.)
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ import torch
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", type=Path, default=Path("runs/quickstart/task"))
-    p.add_argument("--prompts", type=int, default=64)
+    p.add_argument("--prompts", "--batch", type=int, default=64, help="prompts per call")
     p.add_argument("--k", type=int, default=4)
     p.add_argument("--max-new-tokens", type=int, default=24)
-    p.add_argument("--reps", type=int, default=15)
+    p.add_argument("--reps", "--steps", type=int, default=15, help="timed calls per variant")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--temperature", type=float, default=1.0)
     a = p.parse_args()

@@ -4,9 +4,8 @@ A reconstruction of Wulfmeier et al. 2024's online variant (the paper does not s
 full continuations from the current policy, `do_sample` at temperature 1 with no top-k/top-p,
 dropout off, stopped at the first EOS or at `max_new_tokens` (then truncated, not terminal), and
 re-collated right-padded like the expert data. This works on token ids rather than through
-`HFSampler`'s text interface: decoding a prompt and tokenising it again need not give the same
-ids, and the teacher-forced log-prob pass `HFSampler` adds is recomputed by the training forward
-anyway.
+`HFSampler`'s text interface (decoding a prompt and tokenising it again need not give the same
+ids), with the same decoding loop (`irlalign.generation.sampling.sample_tokens`).
 """
 
 from __future__ import annotations
@@ -15,8 +14,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from transformers import LogitsProcessorList
+from transformers.generation.logits_process import TemperatureLogitsWarper
 
 from irlalign.data.collate import pad_right
+from irlalign.generation.sampling import sample_tokens
 
 
 @dataclass
@@ -95,19 +97,21 @@ def sample_continuations(
     CPU in the layout of the expert batch. Dropout is off while sampling (``model.eval()``) and
     the previous mode is restored afterwards."""
     ids, mask = _left_pad(prompts, pad_id)
+    # No top-k / top-p: the samples must follow π itself (at `temperature`).
+    warpers = LogitsProcessorList()
+    if temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(temperature))
     was_training = model.training
     model.eval()
     try:
-        out = model.generate(
-            input_ids=ids.to(model.device),
-            attention_mask=mask.to(model.device),
-            do_sample=True,
-            temperature=temperature,
-            top_k=0,  # no filtering: the samples must follow π itself
-            top_p=1.0,
+        out, _ = sample_tokens(
+            model,
+            ids.to(model.device),
+            mask.to(model.device),
             max_new_tokens=max_new_tokens,
-            eos_token_id=eos_id,
-            pad_token_id=pad_id,
+            processors=warpers,
+            eos_id=eos_id,
+            pad_id=pad_id,
         )
     finally:
         model.train(was_training)

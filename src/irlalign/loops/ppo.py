@@ -35,7 +35,7 @@ from irlalign.losses.policy_gradient import (
     ppo_value_loss,
     whiten,
 )
-from irlalign.modeling.forward import response_logps
+from irlalign.modeling.forward import hidden_and_head, response_logps
 from irlalign.modeling.heads import VALUE_HEAD, ScalarHead, attach_head, get_head
 
 
@@ -85,6 +85,12 @@ def _forward(ctx: LoopContext, ppo: PPOConfig, ids, am, cm):
     return logps, values
 
 
+def _values(ctx: LoopContext, ids, am):
+    """V(s_t) (B, L − 1) alone: the forward without the log-prob head pass."""
+    hidden, _ = hidden_and_head(ctx.policy, ids, am)
+    return get_head(ctx.policy, VALUE_HEAD)(hidden[:, :-1])
+
+
 def train_ppo(cfg) -> dict[str, Any]:
     """Run PPO for `training.max_steps` rollout iterations; returns what `eval.json` holds."""
     ctx = setup(cfg, prepare_model=attach_value_head)
@@ -98,9 +104,12 @@ def train_ppo(cfg) -> dict[str, Any]:
             for t in (rollouts.input_ids, rollouts.attention_mask, rollouts.completion_mask)
         )
         mask = action_mask(rollouts).to(ctx.device)
-        # ---- old log-probs and values, reference log-probs, per-token rewards
+        # ---- old log-probs and values, reference log-probs, per-token rewards. The sampler's
+        # log-probs are π_old's: same weights (no update since), same temperature, no top-k /
+        # top-p (RLConfig refuses them), dropout off; only the values need a forward.
         with torch.no_grad():
-            old_logps, old_values = _forward(ctx, ppo, *batch)
+            old_logps = rollouts.logps.to(ctx.device)
+            old_values = _values(ctx, *batch[:2])
             ref_logps = reference_logps(
                 ctx.ref, rollouts, ctx.device, ppo.chunk_tokens, ppo.sampling.temperature
             )

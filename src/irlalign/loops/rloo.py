@@ -95,7 +95,12 @@ def train_rloo(cfg) -> dict[str, Any]:
         )
         rewards = normalise(ctx, raw, mask)
         ref_logps, ref_hidden = reference_pass(
-            ctx.ref, rollouts, ctx.device, rloo.chunk_tokens, rloo.sampling.temperature
+            ctx.ref,
+            rollouts,
+            ctx.device,
+            rloo.chunk_tokens,
+            rloo.sampling.temperature,
+            rows=rloo.micro_batch,
         )
         ref_logps = ref_logps.cpu()
         shaped = kl_penalised_rewards(
@@ -157,24 +162,31 @@ def _accumulate(ctx: LoopContext, rloo: RLOOConfig, rollouts, adv, rows, clipped
         stats["rl/clip_frac"] = 0.0
     if ref_hidden is not None:
         stats["policy/kl_exact"] = 0.0
+    lengths = rollouts.attention_mask.sum(1)
+    if len(rows) > rloo.micro_batch:  # micro-batches of similar lengths: less padding
+        rows = rows[torch.argsort(lengths[rows], stable=True)]
     for start in range(0, len(rows), rloo.micro_batch):
         idx = rows[start : start + rloo.micro_batch]
+        width = int(lengths[idx].max())  # right-padded: later columns are padding only
         ids, am, cm = (
-            t[idx].to(ctx.device)
+            t[idx, :width].to(ctx.device)
             for t in (rollouts.input_ids, rollouts.attention_mask, rollouts.completion_mask)
         )
         logps, hidden = response_logps(
             ctx.policy, ids, am, cm, rloo.chunk_tokens, rloo.sampling.temperature
         )
         a, share = adv[idx].to(ctx.device), len(idx) / len(rows)
+        if a.dim() == 2:
+            a = a[:, : width - 1]
         if clipped:
-            old = rollouts.logps[idx].to(ctx.device)
+            old = rollouts.logps[idx, : width - 1].to(ctx.device)
             loss, metrics = rloo_clipped_loss(logps, old, a, cm[:, 1:], clip=rloo.clip)
             stats["rl/clip_frac"] += float(metrics["rl/clip_frac"]) * share
         else:
             loss, _ = rloo_loss(logps, a, cm[:, 1:])
         if ref_hidden is not None:
-            kl = _exact_kl(ctx, rloo, hidden, ref_hidden[idx.to(ref_hidden.device)], cm[:, 1:])
+            ref_h = ref_hidden[idx.to(ref_hidden.device), :width]
+            kl = _exact_kl(ctx, rloo, hidden, ref_h, cm[:, 1:])
             kl_loss = exact_kl_loss(kl, cm[:, 1:], kl_coef=rloo.kl_coef)
             loss = loss + kl_loss
             stats["policy/kl_exact"] += float(kl.detach().sum(1).mean()) * share

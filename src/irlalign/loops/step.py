@@ -58,16 +58,45 @@ def rollout(ctx: LoopContext, step: int) -> Rollouts:
 
 @torch.no_grad()
 def reference_pass(
-    ref, rollouts: Rollouts, device, chunk_tokens: int | None, temperature: float = 1.0
+    ref,
+    rollouts: Rollouts,
+    device,
+    chunk_tokens: int | None,
+    temperature: float = 1.0,
+    rows: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The reference's log-probs of the sampled responses at the sampling temperature (the KL
     penalty compares two distributions at the same temperature), and its final hidden states
-    (B, L, d), from which the exact per-state KL recomputes the reference's logits."""
-    ids, am, cm = (
-        t.to(device)
-        for t in (rollouts.input_ids, rollouts.attention_mask, rollouts.completion_mask)
-    )
-    return response_logps(ref, ids, am, cm, chunk_tokens, temperature)
+    (B, L, d), from which the exact per-state KL recomputes the reference's logits (zero past
+    each row's end). ``rows``: at most that many rows per forward, grouped by length and each
+    group cut to its longest row, so short rows are not padded to the batch's longest; None:
+    one forward."""
+    lengths = rollouts.attention_mask.sum(1)
+    logps = torch.zeros(rollouts.logps.shape, dtype=torch.float32, device=device)
+    hidden = None
+    for idx in length_groups(lengths, rows):
+        width = int(lengths[idx].max())
+        ids, am, cm = (
+            t[idx, :width].to(device)
+            for t in (rollouts.input_ids, rollouts.attention_mask, rollouts.completion_mask)
+        )
+        lp, h = response_logps(ref, ids, am, cm, chunk_tokens, temperature)
+        if hidden is None:
+            hidden = h.new_zeros((*rollouts.input_ids.shape, h.shape[-1]))
+        rows_ = idx.to(device)
+        logps[rows_, : width - 1] = lp.float()
+        hidden[rows_, :width] = h
+    return logps, hidden
+
+
+def length_groups(lengths: Tensor, rows: int | None) -> list[Tensor]:
+    """Row indices in groups of at most ``rows`` (None: one group, in order), shortest rows
+    first when there is more than one group."""
+    n = lengths.shape[0]
+    if rows is None or rows >= n:
+        return [torch.arange(n)]
+    order = torch.argsort(lengths, stable=True)
+    return list(order.split(rows))
 
 
 def reference_logps(
