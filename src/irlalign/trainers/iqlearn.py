@@ -179,7 +179,8 @@ class IQLearnTrainer(TextRowsMixin, HeadsCheckpointMixin, MethodEvalMixin, Train
         share = 1.0 if n is None else e.mask.sum() / n
         loss = (loss_e + loss_p * share) * scale
         metrics.update(policy_metrics)
-        metrics["loss/total"] = (loss_e + loss_p).detach()
+        # a share of the step like the expert side (metrics sum shares over micro-batches)
+        metrics["loss/total"] = (loss_e + loss_p * share).detach()
         # The unweighted value difference E_π[V − γV'] − E_E[V − γV'], logged even when off.
         metrics["loss/value_diff"] = metrics["iq/value_policy"] - metrics["iq/value_expert"]
         metrics["iq/policy_truncated"] = (~samples.finished).float().mean()
