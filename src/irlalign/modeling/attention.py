@@ -18,6 +18,8 @@ Grouped-query keys are repeated to the query heads. Other layers return no atten
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from torch import Tensor
 
@@ -54,6 +56,10 @@ def _sdpa(module, query, key, value, attention_mask, scaling, dropout, kwargs) -
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     kwargs.pop("output_attentions", None)  # asked for by the caller; this function answers it
+    if kwargs.get("softcap") is not None:  # SDPA has no soft-capping: the model's own eager
+        eager = getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
+        if eager is not None:
+            return eager(module, query, key, value, attention_mask, scaling=scaling, **kwargs)[0]
     out, _ = sdpa_attention_forward(
         module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
     )
