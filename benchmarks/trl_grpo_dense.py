@@ -1,0 +1,333 @@
+"""TRL's GRPO from π_SFT with dense per-token rewards vs one reward per completion, at equal
+samples, on the synthetic benchmark.
+
+Variants (same reward model, same samples, same optimiser; only the advantages differ):
+
+- `sequence`: `trl.GRPOTrainer` with `reward_funcs=as_reward_func(rm)`: the sum of the token
+  rewards per completion, TRL's group advantage (r − group mean) / group std on every token.
+- `dense`: `DenseRewardGRPOTrainer(dense_reward=rm)`: per-token leave-one-out reward-to-go
+  advantages (RLOO, position by position), divided by the same group std of the returns.
+- `terminal` (a control, only with `--variants ... terminal`): `DenseRewardGRPOTrainer` with
+  the reward model's sum placed on the last token, so its reward-to-go is the sequence return at
+  every position: the leave-one-out sequence advantage through the dense trainer's own code.
+  It differs from `sequence` only in the baseline (leave-one-out: k/(k−1) × (r − mean)), and from
+  `dense` only in the credit assignment.
+
+Settings (those of the RL phase of configs/synthetic/demo_rl.yaml where TRL has them): policy
+and reference = π_SFT in fp32; 32 prompts × `num_generations` 8 = 256 completions per optimiser
+step (one generation batch per update, `num_iterations` 1); temperature 1, top-p 1, top-k 0,
+`max_completion_length` 24 (the horizon); `beta` 0.05 (TRL's per-token k3 KL to the reference
+in the loss, the same for every variant); `scale_rewards="group"`; `loss_type="dapo"` (TRL's
+default); AdamW lr 2e-3, constant after 5 warm-up steps, `max_grad_norm` 1. Prompts = the unique
+prompts of `<task>/demos` (train split). `--reward gold` is the task's true reward r* per token
+(`irlalign.synthetic.gold.GoldReward`); any other value is a reward-model string
+`load_reward_spec` reads (`implicit:<checkpoint>[,<reference>]`, `log_ratio:<policy>,<ref>`, …).
+
+Evaluation of each final policy (and of π_SFT, the step-0 row): the benchmark's own
+`policy_metrics` on `sample_model` draws (4 per held-out eval prompt, seed 0), as
+`eval_policy_model` runs it: normalised gold score ± SE over prompts, KL(π‖π_ref) to the task's
+reference, mean length; gap_closed = (J(π) − J(π_SFT)) / (J* − J(π_SFT)); and KL(π‖π_SFT), the
+Monte-Carlo mean over the same draws of Σ_t log π − log π_SFT, both under the evaluation's
+task-action sampling distribution (`sampling._score_batch`, which scores the draws).
+
+Each (variant, seed) runs in its own one-thread subprocess and writes `<out>/<variant>_<seed>.json`;
+finished results are skipped on a rerun (delete the file to redo one).
+
+    python benchmarks/trl_grpo_dense.py [--task runs/quickstart/task]
+        [--sft runs/quickstart/sft/checkpoints/final] [--reward gold] [--seeds 0 1 2]
+        [--steps 60] [--variants sequence dense] [--out runs/bench_trl_grpo_dense]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROMPTS_PER_STEP = 32
+NUM_GENERATIONS = 8
+BETA = 0.05
+LR = 2e-3
+EVAL_SAMPLES, EVAL_SEED = 4, 0  # EvalOptions' defaults
+VARIANTS = ("sequence", "dense", "terminal")
+
+
+class TerminalReward:
+    """A reward model's sequence score as one reward on the last token (the control variant)."""
+
+    def __init__(self, rm):
+        self.rm, self.tokenizer = rm, getattr(rm, "tokenizer", None)
+
+    def score(self, prompts, responses):
+        return self.rm.score(prompts, responses)
+
+    def token_rewards(self, prompts, responses):
+        rows = self.rm.token_rewards(prompts, responses)
+        for row in rows:
+            total = float(row.rewards.sum())
+            row.rewards = row.rewards * 0.0
+            if len(row.rewards):
+                row.rewards[-1] = total
+        return rows
+
+
+def load_reward(spec: str, task: Path, tokenizer):
+    if spec == "gold":
+        from irlalign.synthetic.build import load_task
+        from irlalign.synthetic.gold import GoldReward
+
+        return GoldReward(load_task(task), tokenizer)
+    from irlalign.modeling.reward_specs import load_reward_spec
+
+    return load_reward_spec(spec)
+
+
+def grpo_config(out: str, seed: int, steps: int):
+    from trl import GRPOConfig
+
+    return GRPOConfig(
+        output_dir=out,
+        per_device_train_batch_size=PROMPTS_PER_STEP * NUM_GENERATIONS,  # completions per step
+        gradient_accumulation_steps=1,
+        num_generations=NUM_GENERATIONS,
+        num_iterations=1,
+        max_completion_length=24,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        beta=BETA,
+        scale_rewards="group",
+        loss_type="dapo",
+        learning_rate=LR,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=5,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        optim="adamw_torch",
+        max_steps=steps,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        seed=seed,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+def kl_to(model, other, tokenizer, task, prompts, drawn) -> float:
+    """Mean over the draws of Σ_t log π − log π_other under the evaluation's task-action
+    distribution: the draws' own log π (`drawn.logp`) and the other model's, scored alike."""
+    import torch
+
+    from irlalign.synthetic.model import action_token_ids
+    from irlalign.synthetic.sampling import _score_batch
+    from irlalign.synthetic.text import prompt_text
+
+    ids = torch.as_tensor(action_token_ids(task))
+    allowed, eos, horizon = ids, tokenizer.eos_token_id, task.config.horizon
+    total = 0.0
+    with torch.no_grad():
+        for i, actions in enumerate(drawn.actions):
+            p = drawn.prompt_index[i]
+            enc = tokenizer(
+                prompt_text(task, prompts.topics[p], prompts.words[p]),
+                add_special_tokens=False,
+                return_tensors="pt",
+            )["input_ids"]
+            new = ids[torch.as_tensor(actions)][None]
+            logits = other(torch.cat([enc, new], 1)).logits.float()
+            raw = logits[:, enc.shape[1] - 1 : -1]  # positions that predict each response token
+            logp, _, _ = _score_batch(raw, new, allowed, eos, horizon)
+            total += float(drawn.logp[i].sum() - logp[0].sum())
+    return total / len(drawn.actions)
+
+
+def evaluate(task: Path, model, tokenizer, sft) -> dict:
+    """`eval_policy_model`'s metrics (its three steps, keeping the draws) plus KL(π‖π_SFT)."""
+    from irlalign.synthetic import evaluate as ev
+    from irlalign.synthetic.build import load_eval_prompts, load_task
+    from irlalign.synthetic.sampling import sample_model
+
+    t = load_task(task)
+    prompts = load_eval_prompts(t, task)
+    model.eval()
+    drawn = sample_model(model, tokenizer, t, prompts, EVAL_SAMPLES, EVAL_SEED)
+    res = ev.policy_metrics(t, prompts, drawn)
+    res["kl_sft"] = kl_to(model, sft.eval(), tokenizer, t, prompts, drawn)
+    return res
+
+
+def run_child(a) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+
+    from irlalign.modeling.forward import unwrap
+    from irlalign.modeling.load import load_tokenizer
+
+    torch.set_num_threads(1)
+    tokenizer = load_tokenizer(a.sft)
+    sft = AutoModelForCausalLM.from_pretrained(a.sft)
+    if a.child == "sft":
+        return {
+            "variant": "sft",
+            "seed": a.child_seed,
+            "steps": 0,
+            **evaluate(a.task, sft, tokenizer, sft),
+        }
+    from irlalign.integrations.trl import DenseRewardGRPOTrainer, as_reward_func
+    from rloo_vs_trl import prompt_pool  # benchmarks/ is on sys.path when run
+
+    rm = load_reward(a.reward, a.task, tokenizer)
+    out = tempfile.mkdtemp(prefix=f"trl_grpo_{a.child}_{a.child_seed}_")
+    common = dict(
+        model=a.sft,
+        args=grpo_config(out, a.child_seed, a.steps),
+        train_dataset=Dataset.from_dict({"prompt": prompt_pool(a.task, tokenizer)}),
+        processing_class=tokenizer,
+    )
+    if a.child == "sequence":
+        trainer = __import__("trl").GRPOTrainer(reward_funcs=as_reward_func(rm), **common)
+    else:
+        reward = rm if a.child == "dense" else TerminalReward(rm)
+        trainer = DenseRewardGRPOTrainer(dense_reward=reward, **common)
+    assert trainer.args.generation_batch_size == PROMPTS_PER_STEP * NUM_GENERATIONS
+    t0 = time.perf_counter()
+    trainer.train()
+    train_s = time.perf_counter() - t0
+    logs = [h for h in trainer.state.log_history if "reward" in h]
+    return {
+        "variant": a.child,
+        "seed": a.child_seed,
+        "steps": a.steps,
+        "reward": a.reward,
+        "train_wall_s": train_s,
+        "train_reward_last": logs[-1]["reward"] if logs else None,
+        "train_kl_last": logs[-1].get("kl") if logs else None,
+        **evaluate(a.task, unwrap(trainer.model), tokenizer, sft),
+    }
+
+
+def spawn(a, variant: str, seed: int, path: Path) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    cmd = [
+        sys.executable,
+        __file__,
+        "--task",
+        str(a.task),
+        "--sft",
+        a.sft,
+        "--reward",
+        a.reward,
+        "--steps",
+        str(a.steps),
+        "--child",
+        variant,
+        "--child-seed",
+        str(seed),
+    ]
+    t = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    line = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
+    if done.returncode or not line:
+        sys.exit(f"{variant} seed {seed} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    res = {**json.loads(line[-1][len("RESULT ") :]), "wall_s": time.perf_counter() - t}
+    path.write_text(json.dumps(res, indent=1))
+    print(f"  {variant} seed {seed}: {res['wall_s']:.0f} s wall", file=sys.stderr, flush=True)
+    return res
+
+
+def mean_se(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return f"{mean:.3f}"
+    return f"{mean:.3f} ± {statistics.stdev(values) / math.sqrt(len(values)):.3f}"
+
+
+def gap(res: dict, sft: dict) -> float:
+    from irlalign.synthetic.evaluate import gap_closed
+
+    return gap_closed(res["objective"], sft["objective"], res["optimal_objective"])
+
+
+def report(rows: dict[str, list[dict]], sft: dict, a) -> None:
+    import trl
+
+    print(
+        f"\nTRL {trl.__version__} GRPO from π_SFT, reward `{a.reward}`: {PROMPTS_PER_STEP} prompts "
+        f"× {NUM_GENERATIONS} = {PROMPTS_PER_STEP * NUM_GENERATIONS} completions/step, "
+        f"{a.steps} steps, beta {BETA} (KL to π_SFT), lr {LR}; eval {EVAL_SAMPLES} samples × "
+        f"{sft['n_prompts']} prompts\n"
+    )
+    cols = "| variant | seed | norm. score ± SE | gap_closed | KL(π‖π_SFT) | KL(π‖π_ref) | length |"
+    print(cols + " train wall s |\n|---|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"| π_SFT (0 steps) | – | {sft['normalised_score']:.3f} ± "
+        f"{sft['normalised_score_se']:.3f} | 0 | {sft['kl_sft']:.3f} | {sft['kl_ref']:.3f} | "
+        f"{sft['mean_length']:.2f} | – |"
+    )
+    for variant, rs in rows.items():
+        for r in rs:
+            print(
+                f"| {variant} | {r['seed']} | {r['normalised_score']:.3f} ± "
+                f"{r['normalised_score_se']:.3f} | {gap(r, sft):.3f} | {r['kl_sft']:.3f} | "
+                f"{r['kl_ref']:.3f} | {r['mean_length']:.2f} | {r['train_wall_s']:.0f} |"
+            )
+        if len(rs) > 1:
+            print(
+                f"| **{variant}** | mean ± SE | {mean_se([r['normalised_score'] for r in rs])} | "
+                f"{mean_se([gap(r, sft) for r in rs])} | "
+                f"{mean_se([r['kl_sft'] for r in rs])} | {mean_se([r['kl_ref'] for r in rs])} | "
+                f"{mean_se([r['mean_length'] for r in rs])} | |"
+            )
+    print("\n(SE in a per-seed row: over the eval prompts; in a mean row: over seeds.)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--task", type=Path, default=Path("runs/quickstart/task"))
+    p.add_argument("--sft", default="runs/quickstart/sft/checkpoints/final")
+    p.add_argument("--reward", default="gold", help="gold, or a reward-model string")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=["sequence", "dense"])
+    p.add_argument("--out", type=Path, default=Path("runs/bench_trl_grpo_dense"))
+    p.add_argument("--child", choices=("sft", *VARIANTS), help=argparse.SUPPRESS)
+    p.add_argument("--child-seed", type=int, default=0, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    a.task = a.task.resolve()
+    a.sft = str(Path(a.sft).resolve())
+    if a.child:
+        print("RESULT " + json.dumps(run_child(a)))
+        return
+    a.out.mkdir(parents=True, exist_ok=True)
+    # Finished results are reused only for the settings they were run with.
+    tag = f"{a.reward.replace('/', '_').replace(':', '_')}_s{a.steps}"
+
+    def result(variant: str, seed: int) -> dict:
+        path = a.out / f"{variant}_{tag}_{seed}.json"
+        return json.loads(path.read_text()) if path.exists() else spawn(a, variant, seed, path)
+
+    t = time.perf_counter()
+    sft_path = a.out / "sft.json"
+    sft = json.loads(sft_path.read_text()) if sft_path.exists() else spawn(a, "sft", 0, sft_path)
+    # Seed by seed, so that an interrupted run leaves paired (variant, seed) results.
+    done = {(v, s): result(v, s) for s in a.seeds for v in a.variants}
+    rows = {v: [done[v, s] for s in a.seeds] for v in a.variants}
+    report(rows, sft, a)
+    print(f"\nwall time of this invocation: {time.perf_counter() - t:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
