@@ -44,6 +44,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -51,12 +52,12 @@ import tempfile
 import time
 from pathlib import Path
 
-PROMPTS_PER_STEP = 32
 NUM_GENERATIONS = 8
 BETA = 0.05
 LR = 2e-3
 EVAL_SAMPLES, EVAL_SEED = 4, 0  # EvalOptions' defaults
 VARIANTS = ("sequence", "dense", "terminal")
+CURVE = ("normalised_score", "normalised_score_se", "objective", "kl_sft", "kl_ref", "mean_length")
 
 
 class TerminalReward:
@@ -89,12 +90,12 @@ def load_reward(spec: str, task: Path, tokenizer):
     return load_reward_spec(spec)
 
 
-def grpo_config(out: str, seed: int, steps: int):
+def grpo_config(out: str, seed: int, steps: int, prompts_per_step: int):
     from trl import GRPOConfig
 
     return GRPOConfig(
         output_dir=out,
-        per_device_train_batch_size=PROMPTS_PER_STEP * NUM_GENERATIONS,  # completions per step
+        per_device_train_batch_size=prompts_per_step * NUM_GENERATIONS,  # completions per step
         gradient_accumulation_steps=1,
         num_generations=NUM_GENERATIONS,
         num_iterations=1,
@@ -124,7 +125,7 @@ def grpo_config(out: str, seed: int, steps: int):
     )
 
 
-def kl_to(model, other, tokenizer, task, prompts, drawn) -> float:
+def kl_to(other, tokenizer, task, prompts, drawn, batch_size: int = 256) -> float:
     """Mean over the draws of Σ_t log π − log π_other under the evaluation's task-action
     distribution: the draws' own log π (`drawn.logp`) and the other model's, scored alike."""
     import torch
@@ -134,37 +135,82 @@ def kl_to(model, other, tokenizer, task, prompts, drawn) -> float:
     from irlalign.synthetic.text import prompt_text
 
     ids = torch.as_tensor(action_token_ids(task))
-    allowed, eos, horizon = ids, tokenizer.eos_token_id, task.config.horizon
+    eos, pad, horizon = tokenizer.eos_token_id, tokenizer.pad_token_id, task.config.horizon
     total = 0.0
-    with torch.no_grad():
-        for i, actions in enumerate(drawn.actions):
+    for start in range(0, len(drawn.actions), batch_size):
+        rows = range(start, min(start + batch_size, len(drawn.actions)))
+        heads, tails = [], []
+        for i in rows:
             p = drawn.prompt_index[i]
-            enc = tokenizer(
-                prompt_text(task, prompts.topics[p], prompts.words[p]),
-                add_special_tokens=False,
-                return_tensors="pt",
-            )["input_ids"]
-            new = ids[torch.as_tensor(actions)][None]
-            logits = other(torch.cat([enc, new], 1)).logits.float()
-            raw = logits[:, enc.shape[1] - 1 : -1]  # positions that predict each response token
-            logp, _, _ = _score_batch(raw, new, allowed, eos, horizon)
-            total += float(drawn.logp[i].sum() - logp[0].sum())
+            text = prompt_text(task, prompts.topics[p], prompts.words[p])
+            heads.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+            tails.append(ids[torch.as_tensor(drawn.actions[i])].tolist())
+        width = max(len(h) + len(t) for h, t in zip(heads, tails, strict=True))
+        seq = torch.full((len(heads), width), pad)
+        mask = torch.zeros_like(seq)
+        for b, (h, t) in enumerate(zip(heads, tails, strict=True)):  # right-padded
+            seq[b, : len(h) + len(t)] = torch.as_tensor(h + t)
+            mask[b, : len(h) + len(t)] = 1
+        with torch.no_grad():
+            logits = other(input_ids=seq, attention_mask=mask).logits.float()
+        steps = max(len(t) for t in tails)
+        raw = torch.zeros(len(heads), steps, logits.shape[-1])
+        new = torch.full((len(heads), steps), eos)
+        for b, (h, t) in enumerate(zip(heads, tails, strict=True)):
+            raw[b, : len(t)] = logits[b, len(h) - 1 : len(h) - 1 + len(t)]  # predicts t
+            new[b, : len(t)] = torch.as_tensor(t)
+        logp, _, _ = _score_batch(raw, new, ids, eos, horizon)
+        for b, i in enumerate(rows):
+            n = len(tails[b])
+            total += float(drawn.logp[i].sum() - logp[b, :n].sum())
     return total / len(drawn.actions)
 
 
 def evaluate(task: Path, model, tokenizer, sft) -> dict:
-    """`eval_policy_model`'s metrics (its three steps, keeping the draws) plus KL(π‖π_SFT)."""
+    """`eval_policy_model`'s metrics (its three steps, keeping the draws) plus KL(π‖π_SFT);
+    leaves the model's train/eval mode and the tokenizer's padding side as they were."""
     from irlalign.synthetic import evaluate as ev
     from irlalign.synthetic.build import load_eval_prompts, load_task
     from irlalign.synthetic.sampling import sample_model
 
     t = load_task(task)
     prompts = load_eval_prompts(t, task)
-    model.eval()
-    drawn = sample_model(model, tokenizer, t, prompts, EVAL_SAMPLES, EVAL_SEED)
-    res = ev.policy_metrics(t, prompts, drawn)
-    res["kl_sft"] = kl_to(model, sft.eval(), tokenizer, t, prompts, drawn)
+    was_training, side = model.training, tokenizer.padding_side
+    try:
+        drawn = sample_model(model.eval(), tokenizer, t, prompts, EVAL_SAMPLES, EVAL_SEED)
+        res = ev.policy_metrics(t, prompts, drawn)
+        res["kl_sft"] = kl_to(sft.eval(), tokenizer, t, prompts, drawn)
+    finally:
+        model.train(was_training)
+        tokenizer.padding_side = side
     return res
+
+
+def curve_callback(task: Path, tokenizer, sft, every: int):
+    """Evaluates the policy every `every` steps and at the last one, inside
+    `torch.random.fork_rng`: the evaluation seeds the global RNG, and would otherwise reset
+    TRL's sampling stream to the same state in every run."""
+    import torch
+    from transformers import TrainerCallback
+
+    from irlalign.modeling.forward import unwrap
+
+    class Curve(TrainerCallback):
+        def __init__(self):
+            self.points: list[dict] = []
+            self.final: dict = {}
+            self.eval_s = 0.0  # wall seconds spent evaluating, left out of the training time
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step % every and state.global_step != state.max_steps:
+                return
+            start = time.perf_counter()
+            with torch.random.fork_rng(devices=[]):
+                self.final = evaluate(task, unwrap(model), tokenizer, sft)
+            self.points.append({"step": state.global_step, **{k: self.final[k] for k in CURVE}})
+            self.eval_s += time.perf_counter() - start
+
+    return Curve()
 
 
 def run_child(a) -> dict:
@@ -172,7 +218,6 @@ def run_child(a) -> dict:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
 
-    from irlalign.modeling.forward import unwrap
     from irlalign.modeling.load import load_tokenizer
 
     torch.set_num_threads(1)
@@ -190,53 +235,53 @@ def run_child(a) -> dict:
 
     rm = load_reward(a.reward, a.task, tokenizer)
     out = tempfile.mkdtemp(prefix=f"trl_grpo_{a.child}_{a.child_seed}_")
+    curve = curve_callback(a.task, tokenizer, sft, a.eval_every)
     common = dict(
         model=a.sft,
-        args=grpo_config(out, a.child_seed, a.steps),
+        args=grpo_config(out, a.child_seed, a.steps, a.prompts_per_step),
         train_dataset=Dataset.from_dict({"prompt": prompt_pool(a.task, tokenizer)}),
         processing_class=tokenizer,
+        callbacks=[curve],
     )
     if a.child == "sequence":
         trainer = __import__("trl").GRPOTrainer(reward_funcs=as_reward_func(rm), **common)
     else:
         reward = rm if a.child == "dense" else TerminalReward(rm)
         trainer = DenseRewardGRPOTrainer(dense_reward=reward, **common)
-    assert trainer.args.generation_batch_size == PROMPTS_PER_STEP * NUM_GENERATIONS
-    t0 = time.perf_counter()
+    # Equal samples: one generation batch of prompts × k completions per optimiser step.
+    assert trainer.args.generation_batch_size == a.prompts_per_step * NUM_GENERATIONS
+    start = time.perf_counter()
     trainer.train()
-    train_s = time.perf_counter() - t0
+    shutil.rmtree(out, ignore_errors=True)
     logs = [h for h in trainer.state.log_history if "reward" in h]
     return {
         "variant": a.child,
         "seed": a.child_seed,
         "steps": a.steps,
         "reward": a.reward,
-        "train_wall_s": train_s,
+        "train_wall_s": time.perf_counter() - start - curve.eval_s,
         "train_reward_last": logs[-1]["reward"] if logs else None,
         "train_kl_last": logs[-1].get("kl") if logs else None,
-        **evaluate(a.task, unwrap(trainer.model), tokenizer, sft),
+        "curve": curve.points,
+        **curve.final,
     }
 
 
 def spawn(a, variant: str, seed: int, path: Path) -> dict:
+    """One (variant, seed) run in a fresh one-thread subprocess; its result saved to `path`."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env.setdefault("HF_HUB_OFFLINE", "1")
-    cmd = [
-        sys.executable,
-        __file__,
-        "--task",
-        str(a.task),
-        "--sft",
-        a.sft,
-        "--reward",
-        a.reward,
-        "--steps",
-        str(a.steps),
-        "--child",
-        variant,
-        "--child-seed",
-        str(seed),
-    ]
+    flags = {
+        "--task": a.task,
+        "--sft": a.sft,
+        "--reward": a.reward,
+        "--steps": a.steps,
+        "--prompts-per-step": a.prompts_per_step,
+        "--eval-every": a.eval_every,
+        "--child": variant,
+        "--child-seed": seed,
+    }
+    cmd = [sys.executable, __file__, *(str(x) for kv in flags.items() for x in kv)]
     t = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     line = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
@@ -261,37 +306,51 @@ def gap(res: dict, sft: dict) -> float:
     return gap_closed(res["objective"], sft["objective"], res["optimal_objective"])
 
 
+def row(label: str, seed: str, r: dict, sft: dict, wall: str) -> str:
+    return (
+        f"| {label} | {seed} | {r['normalised_score']:.3f} ± {r['normalised_score_se']:.3f} | "
+        f"{gap(r, sft):.3f} | {r['kl_sft']:.2f} | {r['kl_ref']:.2f} | {r['mean_length']:.2f} | "
+        f"{wall} |"
+    )
+
+
 def report(rows: dict[str, list[dict]], sft: dict, a) -> None:
     import trl
 
+    n = a.prompts_per_step * NUM_GENERATIONS
     print(
-        f"\nTRL {trl.__version__} GRPO from π_SFT, reward `{a.reward}`: {PROMPTS_PER_STEP} prompts "
-        f"× {NUM_GENERATIONS} = {PROMPTS_PER_STEP * NUM_GENERATIONS} completions/step, "
-        f"{a.steps} steps, beta {BETA} (KL to π_SFT), lr {LR}; eval {EVAL_SAMPLES} samples × "
-        f"{sft['n_prompts']} prompts\n"
+        f"\nTRL {trl.__version__} GRPO from π_SFT, reward `{a.reward}`: {a.prompts_per_step} "
+        f"prompts × {NUM_GENERATIONS} = {n} completions/step, {a.steps} steps, beta {BETA} (KL "
+        f"to π_SFT), lr {LR}; eval {EVAL_SAMPLES} samples × {sft['n_prompts']} prompts\n"
     )
-    cols = "| variant | seed | norm. score ± SE | gap_closed | KL(π‖π_SFT) | KL(π‖π_ref) | length |"
-    print(cols + " train wall s |\n|---|---|---:|---:|---:|---:|---:|---:|")
     print(
-        f"| π_SFT (0 steps) | – | {sft['normalised_score']:.3f} ± "
-        f"{sft['normalised_score_se']:.3f} | 0 | {sft['kl_sft']:.3f} | {sft['kl_ref']:.3f} | "
-        f"{sft['mean_length']:.2f} | – |"
+        "| variant | seed | norm. score ± SE | gap_closed | KL(π‖π_SFT) | KL(π‖π_ref) | length "
+        "| train wall s |\n|---|---|---:|---:|---:|---:|---:|---:|"
     )
+    print(row("π_SFT (0 steps)", "–", sft, sft, "–"))
     for variant, rs in rows.items():
         for r in rs:
-            print(
-                f"| {variant} | {r['seed']} | {r['normalised_score']:.3f} ± "
-                f"{r['normalised_score_se']:.3f} | {gap(r, sft):.3f} | {r['kl_sft']:.3f} | "
-                f"{r['kl_ref']:.3f} | {r['mean_length']:.2f} | {r['train_wall_s']:.0f} |"
-            )
+            print(row(variant, str(r["seed"]), r, sft, f"{r['train_wall_s']:.0f}"))
         if len(rs) > 1:
-            print(
-                f"| **{variant}** | mean ± SE | {mean_se([r['normalised_score'] for r in rs])} | "
-                f"{mean_se([gap(r, sft) for r in rs])} | "
-                f"{mean_se([r['kl_sft'] for r in rs])} | {mean_se([r['kl_ref'] for r in rs])} | "
-                f"{mean_se([r['mean_length'] for r in rs])} | |"
-            )
+            cells = [
+                mean_se([k(r) for r in rs])
+                for k in (
+                    lambda r: r["normalised_score"],
+                    lambda r: gap(r, sft),
+                    lambda r: r["kl_sft"],
+                    lambda r: r["kl_ref"],
+                    lambda r: r["mean_length"],
+                )
+            ]
+            print(f"| **{variant}** | mean ± SE | " + " | ".join(cells) + " | |")
     print("\n(SE in a per-seed row: over the eval prompts; in a mean row: over seeds.)")
+    steps = [p["step"] for p in next(iter(rows.values()))[0]["curve"]]
+    print(f"\nNormalised score by step (samples = step × {n}), mean ± SE over seeds:\n")
+    print("| step | samples | " + " | ".join(rows) + " |\n|---:|---:|" + "---:|" * len(rows))
+    print("| 0 | 0 | " + " | ".join(f"{sft['normalised_score']:.3f}" for _ in rows) + " |")
+    for i, step in enumerate(steps):
+        cells = [mean_se([r["curve"][i]["normalised_score"] for r in rs]) for rs in rows.values()]
+        print(f"| {step} | {step * n} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
@@ -300,7 +359,9 @@ def main() -> None:
     p.add_argument("--sft", default="runs/quickstart/sft/checkpoints/final")
     p.add_argument("--reward", default="gold", help="gold, or a reward-model string")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--prompts-per-step", type=int, default=32, help="× 8 completions each")
+    p.add_argument("--eval-every", type=int, default=5, help="curve: evaluate every N steps")
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=["sequence", "dense"])
     p.add_argument("--out", type=Path, default=Path("runs/bench_trl_grpo_dense"))
     p.add_argument("--child", choices=("sft", *VARIANTS), help=argparse.SUPPRESS)
@@ -313,7 +374,8 @@ def main() -> None:
         return
     a.out.mkdir(parents=True, exist_ok=True)
     # Finished results are reused only for the settings they were run with.
-    tag = f"{a.reward.replace('/', '_').replace(':', '_')}_s{a.steps}"
+    reward = a.reward.replace("/", "_").replace(":", "_")
+    tag = f"{reward}_s{a.steps}_p{a.prompts_per_step}_e{a.eval_every}"
 
     def result(variant: str, seed: int) -> dict:
         path = a.out / f"{variant}_{tag}_{seed}.json"
