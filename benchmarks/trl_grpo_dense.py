@@ -90,7 +90,7 @@ def load_reward(spec: str, task: Path, tokenizer):
     return load_reward_spec(spec)
 
 
-def grpo_config(out: str, seed: int, steps: int, prompts_per_step: int):
+def grpo_config(out: str, seed: int, steps: int, prompts_per_step: int, beta: float = BETA):
     from trl import GRPOConfig
 
     return GRPOConfig(
@@ -103,7 +103,7 @@ def grpo_config(out: str, seed: int, steps: int, prompts_per_step: int):
         temperature=1.0,
         top_p=1.0,
         top_k=0,
-        beta=BETA,
+        beta=beta,
         scale_rewards="group",
         loss_type="dapo",
         learning_rate=LR,
@@ -238,7 +238,7 @@ def run_child(a) -> dict:
     curve = curve_callback(a.task, tokenizer, sft, a.eval_every)
     common = dict(
         model=a.sft,
-        args=grpo_config(out, a.child_seed, a.steps, a.prompts_per_step),
+        args=grpo_config(out, a.child_seed, a.steps, a.prompts_per_step, a.beta),
         train_dataset=Dataset.from_dict({"prompt": prompt_pool(a.task, tokenizer)}),
         processing_class=tokenizer,
         callbacks=[curve],
@@ -278,6 +278,7 @@ def spawn(a, variant: str, seed: int, path: Path) -> dict:
         "--steps": a.steps,
         "--prompts-per-step": a.prompts_per_step,
         "--eval-every": a.eval_every,
+        "--beta": a.beta,
         "--child": variant,
         "--child-seed": seed,
     }
@@ -320,7 +321,7 @@ def report(rows: dict[str, list[dict]], sft: dict, a) -> None:
     n = a.prompts_per_step * NUM_GENERATIONS
     print(
         f"\nTRL {trl.__version__} GRPO from π_SFT, reward `{a.reward}`: {a.prompts_per_step} "
-        f"prompts × {NUM_GENERATIONS} = {n} completions/step, {a.steps} steps, beta {BETA} (KL "
+        f"prompts × {NUM_GENERATIONS} = {n} completions/step, {a.steps} steps, beta {a.beta:g} (KL "
         f"to π_SFT), lr {LR}; eval {EVAL_SAMPLES} samples × {sft['n_prompts']} prompts\n"
     )
     print(
@@ -362,6 +363,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--prompts-per-step", type=int, default=32, help="× 8 completions each")
     p.add_argument("--eval-every", type=int, default=5, help="curve: evaluate every N steps")
+    p.add_argument("--beta", type=float, default=BETA, help="TRL's KL coefficient (to π_SFT)")
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=["sequence", "dense"])
     p.add_argument("--out", type=Path, default=Path("runs/bench_trl_grpo_dense"))
     p.add_argument("--child", choices=("sft", *VARIANTS), help=argparse.SUPPRESS)
@@ -376,6 +378,7 @@ def main() -> None:
     # Finished results are reused only for the settings they were run with.
     reward = a.reward.replace("/", "_").replace(":", "_")
     tag = f"{reward}_s{a.steps}_p{a.prompts_per_step}_e{a.eval_every}"
+    tag += "" if a.beta == BETA else f"_b{a.beta:g}"
 
     def result(variant: str, seed: int) -> dict:
         path = a.out / f"{variant}_{tag}_{seed}.json"
