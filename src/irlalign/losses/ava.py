@@ -109,32 +109,33 @@ def q_taken(
     """
     if chunk_tokens < 1:
         raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
-    b, length, d = hidden.shape
     if rows is None:
-        rows = torch.ones(b, length - 1, dtype=torch.bool, device=hidden.device)
+        rows = torch.ones_like(input_ids[:, 1:], dtype=torch.bool)
     h, a = hidden[:, :-1][rows], input_ids[:, 1:][rows]
     w = None if weights is None else weights[:, :-1][rows]
-    recompute, outs = torch.is_grad_enabled(), []
+    outs = []
     for i in range(0, h.shape[0], chunk_tokens):
         part = slice(i, i + chunk_tokens)
         wp = None if w is None else w[part]
-        if can_use(head):  # the same numbers with the gradient written out (ava_head)
-            bias = head.bias
-            q_sa, lse = Eq12Head.apply(
-                h[part], head.weight, bias, a[part], wp, alpha, beta, ptq, need_lse
-            )
-            outs.append((q_sa, lse) if need_lse else (q_sa,))
-            continue
-        args = (h[part], a[part], wp, head, alpha, beta, ptq, need_lse)
-        outs.append(
-            checkpoint(_q_chunk, *args, use_reentrant=False) if recompute else _q_chunk(*args)
-        )
+        outs.append(_q_rows(h[part], a[part], wp, head, alpha, beta, ptq, need_lse))
     dtype = torch.float64 if hidden.dtype == torch.float64 else torch.float32
     cols = []
     for k in range(2 if need_lse else 1):
         flat = torch.cat([o[k] for o in outs]) if outs else hidden.new_zeros(0, dtype=dtype)
         cols.append(hidden.new_zeros(rows.shape, dtype=flat.dtype).masked_scatter(rows, flat))
     return cols[0], (cols[1] if need_lse else None)
+
+
+def _q_rows(h, a, w, head, alpha, beta, ptq, need_lse) -> tuple[Tensor, ...]:
+    """One block of rows: through the hand-written gradient of `ava_head` when the head is a
+    plain Linear (the same numbers), else a checkpoint of the autograd composition."""
+    if can_use(head):
+        q_sa, lse = Eq12Head.apply(h, head.weight, head.bias, a, w, alpha, beta, ptq, need_lse)
+        return (q_sa, lse) if need_lse else (q_sa,)
+    args = (h, a, w, head, alpha, beta, ptq, need_lse)
+    if torch.is_grad_enabled():
+        return checkpoint(_q_chunk, *args, use_reentrant=False)
+    return _q_chunk(*args)
 
 
 RWT_FULL, RWT_CAUSAL, RWT_NONE = "attn_full", "attn_causal", "none"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from irlalign.losses.fused import flat_action_rows, fused_token_loss, next_row
+from irlalign.losses.fused import ChunkLoss, flat_action_rows, fused_token_loss, next_row
 from irlalign.losses.iqlearn import implicit_rewards, iqlearn_offline_loss
 from irlalign.losses.ops import IQTerms, _shifted_actions, action_masks, iq_terms_from_stats
 from irlalign.losses.sft import Metrics, normaliser, sft_entropy_loss, sft_loss
@@ -41,23 +41,32 @@ def fused_sft_loss(
             return sft_loss(logp, rows[lo:hi], num_items=n)[0]
         return sft_entropy_loss(logp, ent[:k], rows[lo:hi], beta=entropy_beta, num_items=n)[0]
 
-    with_entropy = entropy_beta > 0
+    actions = _shifted_actions(input_ids)
     loss, q, v, ent = fused_token_loss(
-        hidden,
-        _shifted_actions(input_ids),
-        head,
-        chunk,
-        chunk_tokens=chunk_tokens,
-        with_entropy=with_entropy,
+        hidden, actions, head, chunk, chunk_tokens=chunk_tokens, with_entropy=entropy_beta > 0
     )
     logp = (q - v)[:, :-1]
-    with torch.no_grad():
-        if with_entropy:
+    with torch.no_grad():  # the metrics, from the pass's detached statistics
+        if ent is not None:
             _, metrics = sft_entropy_loss(logp, ent[:, :-1], mask, beta=entropy_beta, num_items=n)
         else:
             _, metrics = sft_loss(logp, mask, num_items=n)
     metrics["loss/total"] = loss.detach()
     return loss, metrics
+
+
+def _iq_chunk(masks: tuple[Tensor, Tensor, Tensor], n, lam: float, gamma: float) -> ChunkLoss:
+    """Eq. (14) on the rows [lo, hi) of the fused pass; ``masks`` (mask, td_mask, terminal) as
+    flat rows, ``n`` the whole batch's normaliser."""
+    m, u, term = (flat_action_rows(x) for x in masks)
+
+    def chunk(q: Tensor, v: Tensor, _ent: Tensor | None, lo: int, hi: int) -> Tensor:
+        k = hi - lo
+        logp = q[:k] - v[:k]
+        r_hat, _ = implicit_rewards(logp, v[:k], next_row(v, k), term[lo:hi], gamma=gamma)
+        return iqlearn_offline_loss(logp, r_hat, m[lo:hi], u[lo:hi], lam=lam, num_items=n)[0]
+
+    return chunk
 
 
 def fused_iq_loss(
@@ -80,26 +89,12 @@ def fused_iq_loss(
     mask, terminal, truncated = action_masks(input_ids, completion_mask, eos_id)
     td_mask = mask & ~truncated if drop_truncated else mask
     n = normaliser(mask, num_items)
-    m, u, term = (flat_action_rows(x) for x in (mask, td_mask, terminal))
-
-    def chunk(q: Tensor, v: Tensor, _ent: Tensor | None, lo: int, hi: int) -> Tensor:
-        k = hi - lo
-        logp = q[:k] - v[:k]
-        r_hat, _ = implicit_rewards(logp, v[:k], next_row(v, k), term[lo:hi], gamma=gamma)
-        return iqlearn_offline_loss(logp, r_hat, m[lo:hi], u[lo:hi], lam=lam, num_items=n)[0]
-
+    chunk = _iq_chunk((mask, td_mask, terminal), n, lam, gamma)
     loss, q, v_all, _ = fused_token_loss(
         hidden, _shifted_actions(input_ids), head, chunk, chunk_tokens=chunk_tokens
     )
-    terms = iq_terms_from_stats(
-        (q - v_all)[:, :-1],
-        v_all,
-        input_ids,
-        completion_mask,
-        eos_id=eos_id,
-        gamma=gamma,
-        drop_truncated=drop_truncated,
-    )
+    rules = {"eos_id": eos_id, "gamma": gamma, "drop_truncated": drop_truncated}
+    terms = iq_terms_from_stats((q - v_all)[:, :-1], v_all, input_ids, completion_mask, **rules)
     with torch.no_grad():
         _, metrics = iqlearn_offline_loss(
             terms.logp, terms.r_hat, terms.mask, terms.td_mask, lam=lam, num_items=n

@@ -219,15 +219,8 @@ def iq_terms(
     logp = q[:, :-1] - v_all[:, :-1]
     if value_fn is not None:
         v_all = value_fn(hidden).float()
-    terms = iq_terms_from_stats(
-        logp,
-        v_all,
-        input_ids,
-        completion_mask,
-        eos_id=eos_id,
-        gamma=gamma,
-        drop_truncated=drop_truncated,
-    )
+    rules = {"eos_id": eos_id, "gamma": gamma, "drop_truncated": drop_truncated}
+    terms = iq_terms_from_stats(logp, v_all, input_ids, completion_mask, **rules)
     if tau != 1.0:  # the statistics above are of Q/τ; V, V' and r scale back by τ
         terms.v, terms.v_next, terms.r_hat = tau * terms.v, tau * terms.v_next, tau * terms.r_hat
     return terms
