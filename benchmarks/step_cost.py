@@ -253,7 +253,8 @@ def _ratio(r: dict, base: dict | None, key: str) -> float | None:
 
 
 def print_block(name: str, seq: int, variants: tuple[str, ...], baseline: str, a) -> bool:
-    """Measure and print one (model, seq) table; False if any variant failed."""
+    """Measure and print one (model, seq) table, a row as soon as it is measured (the baseline
+    comes first in every suite); False if any variant failed."""
     meta = build_model(name, device="meta")
     print(
         f"\n### {name}, seq {seq}: {type(meta).__name__}, "
@@ -261,28 +262,29 @@ def print_block(name: str, seq: int, variants: tuple[str, ...], baseline: str, a
     )
     x = f"×{baseline}"
     print(f"| variant | sequences | step ms | {x} time | peak MiB | {x} memory | MFU |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|", flush=True)
     run = run_in_process if a.in_process else run_in_subprocess
-    rows = {v: run(name, seq, v, a) for v in variants}
-    base = rows.get(baseline)
-    ok = True
-    for v, r in rows.items():
-        n_seq = (2 if VARIANTS[v].pairs else 1) * a.batch
-        label = f"{v}: {VARIANTS[v].label}"
-        if "skipped" in r or "failed" in r:
-            ok &= "failed" not in r
-            what = f"skipped: {r['skipped']}" if "skipped" in r else f"failed: {r['failed']}"
-            print(f"| {label} | {n_seq} | {what} | | | | |")
-            continue
-        cells = (
-            f"{r['median_ms']:.1f}",
-            _fmt(_ratio(r, base, "median_ms"), ".3f"),
-            _fmt(r["peak_mib"], ".1f"),
-            _fmt(_ratio(r, base, "peak_mib"), ".3f"),
-            "—" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%",
-        )
-        print(f"| {label} | {n_seq} | {' | '.join(cells)} |", flush=True)
+    base, ok = None, True
+    for v in variants:
+        r = run(name, seq, v, a)
+        base = r if v == baseline else base
+        ok &= "failed" not in r
+        print(f"| {v}: {VARIANTS[v].label} | {(2 if VARIANTS[v].pairs else 1) * a.batch} | "
+              f"{' | '.join(row_cells(r, base))} |", flush=True)  # fmt: skip
     return ok
+
+
+def row_cells(r: dict, base: dict | None) -> tuple[str, ...]:
+    if "skipped" in r or "failed" in r:
+        what = f"skipped: {r['skipped']}" if "skipped" in r else f"failed: {r['failed']}"
+        return (what, "", "", "", "")
+    return (
+        f"{r['median_ms']:.1f}",
+        _fmt(_ratio(r, base, "median_ms"), ".3f"),
+        _fmt(r["peak_mib"], ".1f"),
+        _fmt(_ratio(r, base, "peak_mib"), ".3f"),
+        "—" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%",
+    )
 
 
 def default_peak_tflops() -> float | None:
