@@ -1,233 +1,354 @@
-"""Step cost of offline IQLearn vs SFT, and of our SFT vs TRL's SFTTrainer, on the same batch;
-with `--suite ava`, of AVA-p and the Preference Transformer vs a Bradley–Terry RM step.
+"""Step cost of our trainers' losses against each other and against TRL / transformers, on the
+same batch: median forward+backward+AdamW step time, peak memory and (on CUDA) MFU per variant,
+with ratios to the suite's baseline measured in the same run.
 
-Prints, per model, the median forward+backward+AdamW step time and the peak memory of each
-variant, and their ratios to the suite's baseline (our SFT; the BT RM) measured in the same run.
-Memory: on CUDA the peak allocated bytes; on CPU the growth of the process's peak RSS over the
-steps, measured in a fresh subprocess per variant (so one variant's allocator cache cannot hide
-another's peak).
+    python benchmarks/step_cost.py [--suite iqlearn|ava|prefs|all] [--models tiny 32k]
+        [--seq 128 ...] [--batch 8] [--steps 20] [--warmup 2] [--dtype fp32|bf16]
+        [--peak-tflops X] [--isolation auto|process|none] [--describe]
 
-    python benchmarks/step_cost.py [--steps 20] [--batch 8] [--seq 128] [--suite ava]
+Suites (variants in `step_cost_variants.py`): `iqlearn` (baseline our SFT): our SFT and offline
+IQLearn, TRL's SFTTrainer loss, transformers' plain `model(labels=...).loss`; `ava` (baseline a
+Bradley–Terry RM): AVA-p with and without reward weights, the Preference Transformer; `prefs`
+(baseline Bradley–Terry): those, AVA-d on the chosen rows, our DPO, AfD's discriminator, TRL's
+DPOTrainer and RewardTrainer losses; `all`: every suite in turn.
 
-In the AVA suite the batch is `batch` preference pairs (the rows above as chosen, the same rows
-rolled by one as rejected), so every variant sees 2·batch sequences per step.
+Model shapes: `tiny` (vocabulary 64) and `32k` (32k vocabulary, 2 layers) are the quick default;
+`smollm2-135m` is SmolLM2-135M-Instruct's architecture and `qwen2.5-0.5b` Qwen2.5-0.5B's, both
+randomly initialised (the step cost does not depend on the weights). Token ids are random; pad 0,
+EOS 2 (every row ends with EOS), the first quarter of each row is the prompt, row lengths are
+drawn in [seq/2, seq].
+
+Precision: `fp32`, or `bf16` = fp32 weights and optimiser with the forward under
+`torch.autocast(bfloat16)`, as a `Trainer` with `bf16: true` runs it.
+
+Memory: on CUDA the peak allocated bytes during the steps minus those allocated before them (the
+weights, the batch, a frozen reference), so gradients, optimiser states and activations; on CPU the
+growth of the process's peak RSS over the steps, which is why each variant then runs in a fresh
+subprocess (`--isolation auto`: subprocesses on CPU, one process on CUDA, where the allocator's
+peak counter is reset per variant).
+
+MFU (CUDA only): model FLOPs per step / step time / peak FLOP/s, with model FLOPs
+= 6·N·T + 12·L·d·S·T for the trained forward+backward, plus 2·N·T + 4·L·d·S·T for a frozen
+reference's forward (DPO variants): N the weights of every linear layer (the LM head included,
+embedding lookups and norms not), T the tokens per step (sequences × S, padding included), L the
+layers, d the hidden size, S the sequence length (attention counted without the causal halving).
+The peak is `--peak-tflops`, by default the dense bf16 peak of the GPU when it is an H100/H200
+(989) or an A100 (312); other GPUs need the flag.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
+import platform
 import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 
-MODELS = {
-    "tiny (vocab 64)": dict(
-        vocab_size=64,
-        hidden_size=96,
-        intermediate_size=256,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-    ),
-    "32k vocab": dict(
-        vocab_size=32000,
-        hidden_size=256,
-        intermediate_size=688,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-    ),
-}
-SUITES = {
-    "iqlearn": (("sft", "iqlearn", "trl_sft", "hf_loss"), "sft"),
-    "ava": (("bt_rm", "ava_p", "ava_p_norwt", "pt_rm"), "bt_rm"),
-}
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # TRL maps a one-row dataset
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from step_cost_variants import SUITES, VARIANTS, Skip  # noqa: E402
+
+TOY = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
+MODELS: dict[str, tuple[str, dict]] = {
+    "tiny": ("llama", dict(vocab_size=64, hidden_size=96, intermediate_size=256,
+                           num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=4)),
+    "32k": ("llama", dict(vocab_size=32000, hidden_size=256, intermediate_size=688,
+                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4)),
+    # SmolLM2-135M-Instruct's config.json; read from the converted folder when it is cached
+    "smollm2-135m": ("llama", dict(vocab_size=49152, hidden_size=576, intermediate_size=1536,
+                                   num_hidden_layers=30, num_attention_heads=9,
+                                   num_key_value_heads=3, tie_word_embeddings=True,
+                                   rope_theta=100000.0, rms_norm_eps=1e-5,
+                                   max_position_embeddings=8192)),
+    "qwen2.5-0.5b": ("qwen2", dict(vocab_size=151936, hidden_size=896, intermediate_size=4864,
+                                   num_hidden_layers=24, num_attention_heads=14,
+                                   num_key_value_heads=2, tie_word_embeddings=True,
+                                   rope_theta=1000000.0, rms_norm_eps=1e-6,
+                                   max_position_embeddings=32768)),
+}  # fmt: skip
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 
 
-def build(model_name: str, batch: int, seq: int, seed: int = 0, classifier: bool = False):
-    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+def model_config(name: str, classifier: bool = False):
+    """The transformers config of shape `name` (one label when `classifier`); token ids as the
+    synthetic batch uses them."""
+    from transformers import LlamaConfig, Qwen2Config
 
-    cfg = dict(MODELS[model_name])
-    cfg["num_key_value_heads"] = cfg["num_attention_heads"]
-    torch.manual_seed(seed)
-    config = LlamaConfig(**cfg, pad_token_id=0, eos_token_id=2, bos_token_id=1, num_labels=1)
-    model = (LlamaForSequenceClassification if classifier else LlamaForCausalLM)(config)
+    family, values = MODELS[name]
+    cls = LlamaConfig if family == "llama" else Qwen2Config
+    extra = {"num_labels": 1} if classifier else {}
+    cached = _smollm2_config_file() if name == "smollm2-135m" else None
+    if cached is not None:
+        return cls.from_pretrained(cached.parent, **TOY, **extra)
+    return cls(**values, **TOY, **extra)
+
+
+def _smollm2_config_file() -> Path | None:
+    """The real config.json when the SmolLM2 folder has been converted into the cache."""
+    from irlalign.modeling.gguf import SMOLLM2_FOLDER
+    from irlalign.synthetic.pretrain import cache_root
+
+    path = cache_root() / SMOLLM2_FOLDER / "config.json"
+    return path if path.exists() else None
+
+
+def build_model(name: str, classifier: bool = False, device: str | torch.device = "cpu"):
+    """Shape `name`, randomly initialised (seed 0) on `device` ("meta": no weights at all)."""
+    from transformers import (
+        LlamaForCausalLM,
+        LlamaForSequenceClassification,
+        Qwen2ForCausalLM,
+        Qwen2ForSequenceClassification,
+    )
+
+    config = model_config(name, classifier)
+    classes = {
+        "llama": (LlamaForCausalLM, LlamaForSequenceClassification),
+        "qwen2": (Qwen2ForCausalLM, Qwen2ForSequenceClassification),
+    }[MODELS[name][0]]
+    torch.manual_seed(0)
+    with torch.device(device):
+        return classes[int(classifier)](config)
+
+
+def matmul_params(model: torch.nn.Module) -> int:
+    """N of the FLOP count: every linear layer's weights, the LM head (tied or not) included."""
+    linear = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    return sum({id(w): w.numel() for w in linear}.values())
+
+
+def make_batch(vocab: int, batch: int, seq: int, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(4, cfg["vocab_size"], (batch, seq), generator=g)
+    ids = torch.randint(4, vocab, (batch, seq), generator=g)
     lengths = torch.randint(seq // 2, seq + 1, (batch,), generator=g)
     attention = (torch.arange(seq)[None] < lengths[:, None]).long()
     ids = ids.masked_fill(attention == 0, 0)
     ids[torch.arange(batch), lengths - 1] = 2  # every response ends with EOS
     completion = attention.clone()
     completion[:, : seq // 4] = 0  # the first quarter is the prompt
-    batch_ = {"input_ids": ids, "attention_mask": attention, "completion_mask": completion}
-    return model, batch_
+    return {"input_ids": ids, "attention_mask": attention, "completion_mask": completion}
 
 
-def _tokenizer():
-    """Any tokenizer will do: the batch is already token ids; TRL only asks for pad/eos ids."""
-    from irlalign.synthetic.config import SyntheticConfig
-    from irlalign.synthetic.language import build_task
-    from irlalign.synthetic.model import build_tokenizer
-
-    return build_tokenizer(build_task(SyntheticConfig()))
-
-
-def pairs(batch: dict) -> dict:
-    """A preference batch: `batch` as chosen, its rows rolled by one as rejected."""
-    out = {f"chosen_{k}": v for k, v in batch.items()}
-    out.update({f"rejected_{k}": v.roll(1, dims=0) for k, v in batch.items()})
-    return out
+def model_flops(model: torch.nn.Module, variant: str, batch: int, seq: int) -> float:
+    """Model FLOPs of one step of `variant` (formula in the module docstring)."""
+    v = VARIANTS[variant]
+    cfg = model.config
+    n, layers, d = matmul_params(model), cfg.num_hidden_layers, cfg.hidden_size
+    tokens = (2 if v.pairs else 1) * batch * seq
+    flops = 6 * n * tokens + 12 * layers * d * seq * tokens
+    if v.reference:
+        flops += 2 * n * tokens + 4 * layers * d * seq * tokens
+    return float(flops)
 
 
-def make_ava_step(variant: str, model, batch, args):
-    from irlalign.trainers.ava import AVAConfig, AVATrainer
-    from irlalign.trainers.preference_transformer import PreferenceTransformerTrainer
-    from irlalign.trainers.reward import RewardTrainer
-
-    cls = {"bt_rm": RewardTrainer, "pt_rm": PreferenceTransformerTrainer}.get(variant, AVATrainer)
-    extra = {}
-    if variant.startswith("ava_p"):
-        extra["method"] = AVAConfig(rwt="none" if variant == "ava_p_norwt" else "attn_full")
-    trainer = cls(model=model, args=args, processing_class=None, **extra)
-    inputs = pairs(batch)
-    return lambda: trainer.compute_loss(trainer.model, inputs)
-
-
-def make_step(variant: str, model, batch):
-    """A closure computing the variant's loss on `batch` (forward only; caller does backward)."""
-    from transformers import TrainingArguments
-
-    from irlalign.data.collate import with_labels
-    from irlalign.trainers.iqlearn import IQLearnConfig, IQLearnTrainer
-    from irlalign.trainers.sft import SFTTrainer
-
-    out = tempfile.mkdtemp()
-    args = TrainingArguments(
-        output_dir=out,
-        report_to="none",
-        use_cpu=not torch.cuda.is_available(),
-        remove_unused_columns=False,
-        label_names=[],
-    )
-    if variant in SUITES["ava"][0]:
-        return make_ava_step(variant, model, batch, args)
-    inputs = with_labels(dict(batch))
-    if variant == "hf_loss":
-        return lambda: (
-            model(
-                input_ids=inputs["input_ids"],
-                attention_mask=inputs["attention_mask"],
-                labels=inputs["labels"],
-            ).loss
-        )
-    if variant == "trl_sft":
-        from trl import SFTConfig
-        from trl import SFTTrainer as TRLSFTTrainer
-
-        trl_args = SFTConfig(
-            output_dir=out, report_to="none", use_cpu=args.use_cpu, completion_only_loss=True
-        )
-        from datasets import Dataset
-
-        dummy = Dataset.from_dict({"input_ids": [[1, 2]], "completion_mask": [[0, 1]]})
-        trainer = TRLSFTTrainer(
-            model=model, args=trl_args, train_dataset=dummy, processing_class=_tokenizer()
-        )
-        trl_inputs = {k: inputs[k] for k in ("input_ids", "attention_mask", "labels")}
-        return lambda: trainer.compute_loss(model, dict(trl_inputs))
-    cls = SFTTrainer if variant == "sft" else IQLearnTrainer
-    extra = {"method": IQLearnConfig(lam=0.1)} if variant == "iqlearn" else {}
-    trainer = cls(model=model, args=args, processing_class=None, **extra)
-    if variant == "iqlearn":
-        model.config.eos_token_id = 2
-    return lambda: trainer.compute_loss(model, inputs)
-
-
-def measure(model_name: str, variant: str, steps: int, batch: int, seq: int) -> dict:
-    model, data = build(model_name, batch, seq, classifier=variant == "bt_rm")
+def measure(name: str, seq: int, variant: str, a) -> dict:
+    """One variant's timed steps; {"median_ms", "peak_mib", "mfu"} or {"skipped": reason}."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device).train()
-    data = {k: v.to(device) for k, v in data.items()}
-    step = make_step(variant, model, data)  # may attach heads: build the optimiser after it
+    v = VARIANTS[variant]
+    model = build_model(name, v.classifier, device).train()
+    flops = model_flops(model, variant, a.batch, seq)
+    data = make_batch(model.config.vocab_size, a.batch, seq)
+    data = {k: t.to(device) for k, t in data.items()}
+    try:
+        step = v.build(model, data, {"device": device})  # may attach heads: optimiser after it
+    except Skip as e:
+        return {"skipped": str(e)}
     opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-4)
-    times = []
+    dtype = DTYPES[a.dtype]
+    autocast = torch.autocast(device, dtype=dtype) if dtype is not None else nullcontext()
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base_cuda = torch.cuda.memory_allocated()
-    for i in range(steps + 2):
-        if device == "cuda":
-            torch.cuda.synchronize()
+    times = []
+    for i in range(a.warmup + a.steps):
+        sync()
         t = time.perf_counter()
-        loss = step()
+        with autocast:
+            loss = step()
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        if i >= 2:  # two warm-up steps
+        sync()
+        if i >= a.warmup:
             times.append(time.perf_counter() - t)
+    median = statistics.median(times)
     if device == "cuda":
         peak = (torch.cuda.max_memory_allocated() - base_cuda) / 2**20
+    elif a.in_process:
+        peak = None  # the process's peak RSS cannot be reset between variants
     else:
         peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
-    return {"median_ms": 1000 * statistics.median(times), "peak_mib": peak}
+    mfu = flops / median / (a.peak_tflops * 1e12) if device == "cuda" else None
+    return {"median_ms": 1000 * median, "peak_mib": peak, "mfu": mfu}
+
+
+def run_in_process(name: str, seq: int, variant: str, a) -> dict:
+    try:
+        return measure(name, seq, variant, a)
+    except torch.cuda.OutOfMemoryError:
+        return {"failed": "out of memory"}
+    except Exception as e:  # one broken variant must not hide the others' rows
+        return {"failed": f"{type(e).__name__}: {e}".splitlines()[0][:200]}
+    finally:
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def run_in_subprocess(name: str, seq: int, variant: str, a) -> dict:
+    cmd = [sys.executable, __file__, "--one", name, str(seq), variant]
+    for flag in ("steps", "warmup", "batch", "dtype", "peak_tflops"):
+        if getattr(a, flag) is not None:
+            cmd += [f"--{flag.replace('_', '-')}", str(getattr(a, flag))]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode:
+        lines = res.stderr.strip().splitlines() or [f"exit {res.returncode}"]
+        return {"failed": lines[-1][:200]}
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def machine(a) -> str:
+    if torch.cuda.is_available():
+        where = f"cuda ({torch.cuda.get_device_name(0)}, peak {a.peak_tflops:g} TFLOP/s)"
+    else:
+        where = f"cpu ({cpu_model()})"
+    return (
+        f"device: {where}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"dtype {a.dtype}; batch {a.batch}; seq {' '.join(map(str, a.seq))}; "
+        f"{a.steps} timed steps after {a.warmup} warm-up; "
+        f"{'one process' if a.in_process else 'one subprocess per variant'}"
+    )
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "—" if x is None or x != x else format(x, spec)
+
+
+def _ratio(r: dict, base: dict | None, key: str) -> float | None:
+    if not base or r.get(key) is None or not base.get(key):
+        return None
+    return r[key] / base[key]
+
+
+def print_block(name: str, seq: int, variants: tuple[str, ...], baseline: str, a) -> bool:
+    """Measure and print one (model, seq) table, a row as soon as it is measured (the baseline
+    comes first in every suite); False if any variant failed."""
+    meta = build_model(name, device="meta")
+    print(
+        f"\n### {name}, seq {seq}: {type(meta).__name__}, "
+        f"{sum(p.numel() for p in meta.parameters()) / 1e6:.1f}M parameters\n"
+    )
+    x = f"×{baseline}"
+    print(f"| variant | sequences | step ms | {x} time | peak MiB | {x} memory | MFU |")
+    print("|---|---:|---:|---:|---:|---:|---:|", flush=True)
+    run = run_in_process if a.in_process else run_in_subprocess
+    base, ok = None, True
+    for v in variants:
+        r = run(name, seq, v, a)
+        base = r if v == baseline else base
+        ok &= "failed" not in r
+        print(f"| {v}: {VARIANTS[v].label} | {(2 if VARIANTS[v].pairs else 1) * a.batch} | "
+              f"{' | '.join(row_cells(r, base))} |", flush=True)  # fmt: skip
+    return ok
+
+
+def row_cells(r: dict, base: dict | None) -> tuple[str, ...]:
+    if "skipped" in r or "failed" in r:
+        what = f"skipped: {r['skipped']}" if "skipped" in r else f"failed: {r['failed']}"
+        return (what, "", "", "", "")
+    return (
+        f"{r['median_ms']:.1f}",
+        _fmt(_ratio(r, base, "median_ms"), ".3f"),
+        _fmt(r["peak_mib"], ".1f"),
+        _fmt(_ratio(r, base, "peak_mib"), ".3f"),
+        "—" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%",
+    )
+
+
+def default_peak_tflops() -> float | None:
+    if not torch.cuda.is_available():
+        return None
+    gpu = torch.cuda.get_device_name(0)
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in gpu), None)
+
+
+def describe(names: list[str]) -> None:
+    for name in names:
+        meta = build_model(name, device="meta")
+        src = _smollm2_config_file() if name == "smollm2-135m" else None
+        print(
+            f"{name}: {type(meta).__name__}, {sum(p.numel() for p in meta.parameters()):,} "
+            f"parameters, {matmul_params(meta):,} in linear layers; config "
+            f"{src or 'built in (' + MODELS[name][0] + ')'}"
+        )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--suite", choices=[*SUITES, "all"], default="iqlearn")
+    p.add_argument("--models", nargs="+", choices=list(MODELS), default=["tiny", "32k"])
+    p.add_argument("--seq", nargs="+", type=int, default=[128])
+    p.add_argument("--batch", type=int, default=8, help="rows (pairs for pair variants)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per variant")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps before them")
+    p.add_argument("--dtype", choices=list(DTYPES), default="fp32")
+    p.add_argument("--peak-tflops", type=float, default=None, help="for MFU (CUDA only)")
+    p.add_argument("--isolation", choices=("auto", "process", "none"), default="auto")
+    p.add_argument("--describe", action="store_true", help="print the shapes, run nothing")
+    p.add_argument("--one", nargs=3, metavar=("MODEL", "SEQ", "VARIANT"), help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.peak_tflops is None:
+        a.peak_tflops = default_peak_tflops()
+    if torch.cuda.is_available() and a.peak_tflops is None:
+        p.error(f"no known peak for {torch.cuda.get_device_name(0)}: pass --peak-tflops")
+    on_cuda = torch.cuda.is_available()
+    a.in_process = a.isolation == "none" or (a.isolation == "auto" and on_cuda)
+    return a
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--seq", type=int, default=128)
-    p.add_argument("--suite", choices=sorted(SUITES), default="iqlearn")
-    p.add_argument("--one", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)
-    a = p.parse_args()
-    variants, baseline = SUITES[a.suite]
+    a = parse_args()
     if a.one:
-        print(json.dumps(measure(a.one[0], a.one[1], a.steps, a.batch, a.seq)))
+        name, seq, variant = a.one
+        print(json.dumps(measure(name, int(seq), variant, a)))
         return
-    print(
-        f"device: {'cuda' if torch.cuda.is_available() else 'cpu'}, threads "
-        f"{torch.get_num_threads()}, batch {a.batch} x {a.seq} tokens, {a.steps} steps"
-    )
-    print(f"| model | variant | step ms | ×{baseline} time | peak MiB | ×{baseline} memory |")
-    print("|---|---|---:|---:|---:|---:|")
-    for name in MODELS:
-        rows = {}
-        for variant in variants:
-            cmd = [
-                sys.executable,
-                __file__,
-                "--steps",
-                str(a.steps),
-                "--batch",
-                str(a.batch),
-                "--seq",
-                str(a.seq),
-                "--one",
-                name,
-                variant,
-            ]
-            res = subprocess.run(cmd, capture_output=True, text=True)
-            if res.returncode:
-                print(f"| {name} | {variant} | failed: {res.stderr.strip().splitlines()[-1]} |")
-                continue
-            rows[variant] = json.loads(res.stdout.strip().splitlines()[-1])
-        base = rows.get(baseline)
-        for variant, r in rows.items():
-            t_ratio = r["median_ms"] / base["median_ms"] if base else float("nan")
-            m_ratio = (
-                r["peak_mib"] / base["peak_mib"] if base and base["peak_mib"] > 0 else float("nan")
-            )
-            print(
-                f"| {name} | {variant} | {r['median_ms']:.1f} | {t_ratio:.3f} | "
-                f"{r['peak_mib']:.1f} | {m_ratio:.3f} |"
-            )
+    if a.describe:
+        describe(a.models)
+        return
+    print(machine(a))
+    suites = list(SUITES) if a.suite == "all" else [a.suite]
+    if a.suite == "all":
+        suites.remove("ava")  # its four variants are all in prefs
+    ok = True
+    for suite in suites:
+        variants, baseline = SUITES[suite]
+        print(f"\n## suite {suite} (ratios against {baseline})")
+        for name in a.models:
+            for seq in a.seq:
+                ok &= print_block(name, seq, variants, baseline, a)
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":
