@@ -77,8 +77,9 @@ class _FusedHeadLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, bias, actions, chunk_loss, chunk_tokens, with_entropy):
         n = hidden.shape[0]
-        grad_h = torch.zeros(hidden.shape, dtype=torch.float32, device=hidden.device)
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+        # in the head's dtype, as autograd accumulates a weight used in several blocks
+        grad_h = torch.zeros(hidden.shape, dtype=weight.dtype, device=hidden.device)
+        grad_w = torch.zeros_like(weight, memory_format=torch.contiguous_format)
         grad_b = None if bias is None else torch.zeros_like(bias, dtype=torch.float32)
         stats = torch.zeros(3, n, dtype=torch.float32, device=hidden.device)
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
@@ -94,26 +95,32 @@ class _FusedHeadLoss(torch.autograd.Function):
             if bias is not None and ctx.needs_input_grad[2]:
                 grad_b += g.sum(0)
             g = g.to(weight.dtype)
+            # accumulated in place: a (V, d) temporary per block would cost as much memory
+            # traffic as the product itself at a 150k vocabulary
             if ctx.needs_input_grad[0]:
-                grad_h[lo:end] += g @ weight
+                grad_h[lo:end].addmm_(g, weight)
             if ctx.needs_input_grad[1]:  # a frozen head (LoRA) costs no product here
-                grad_w += g.t() @ h.to(weight.dtype)
+                grad_w.addmm_(g.t(), h.to(weight.dtype))
             total += loss
             k = hi - lo
             stats[0, lo:hi], stats[1, lo:hi] = q[:k], v[:k]
             if ent is not None:
                 stats[2, lo:hi] = ent[:k]
-        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        # intermediates, kept as attributes so that backward can hand the buffers over (the
+        # weight's gradient then becomes its .grad without a copy)
+        ctx.grads = (grad_h, grad_w, grad_b)
         ctx.dtypes = (hidden.dtype, weight.dtype)
         ctx.mark_non_differentiable(stats)
         return total, stats
 
     @staticmethod
     def backward(ctx, grad_total, _grad_stats):
-        grad_h, grad_w, grad_b = ctx.saved_tensors
+        grad_h, grad_w, grad_b = ctx.grads
+        del ctx.grads
         h_dtype, w_dtype = ctx.dtypes
-        gh = (grad_h * grad_total).to(h_dtype) if ctx.needs_input_grad[0] else None
-        gw = (grad_w * grad_total).to(w_dtype) if ctx.needs_input_grad[1] else None
+        # the buffers are this function's own: scaled in place, no copy when the dtype is fp32
+        gh = grad_h.mul_(grad_total).to(h_dtype) if ctx.needs_input_grad[0] else None
+        gw = grad_w.mul_(grad_total).to(w_dtype) if ctx.needs_input_grad[1] else None
         gb = None
         if grad_b is not None and ctx.needs_input_grad[2]:
             gb = (grad_b * grad_total).to(w_dtype)
