@@ -69,23 +69,24 @@ def test_afd_best_of_n_beats_the_single_sft_sample(default_task_dir, sft_run, tm
 
 @pytest.mark.xdist_group("sft_run")  # one worker trains the shared π_SFT
 def test_frft_round_improves_on_the_sft_policy(default_task_dir, sft_run, tmp_path):
-    """One FRFT round (top-mean subset of 200 + 50 pairs from an 800-pair pool, BT refit, 25 PPO
+    """One FRFT round (top-mean subset of 200 + 50 pairs from an 800-pair pool, BT refit, 50 PPO
     iterations against it with the PPO preset's settings, KL 0.05 to π_SFT) raises the gold
-    score above π_SFT's. Measured (seed 0): π_SFT 0.603 → 0.742 (KL to π_ref 9.4); the refit RM
-    on the 200 held-out pairs no RM trained on: accuracy 0.585 against the labels, 0.565 against
-    the true ordering (the pooled RM: 0.63 / 0.617); on the 50 aligned held-out pairs 0.58 (pooled
-    0.54), too few pairs for a floor."""
+    score above π_SFT's. Measured (seed 0) on two π_SFT that differ only by floating-point
+    rounding (the fused and the checkpointed SFT loss): 0.603 → 0.670 (KL to π_ref 6.9) and
+    0.603 → 0.790 (KL 11.1). At 25 iterations the same two gave 0.579 and 0.742: one short round
+    is dominated by which pairs the policy's samples select, so the budget is 50 and the margin
+    0.03 (the smaller measured gain is 0.067)."""
     sft = sft_run
     raw = _preset("frft", default_task_dir, tmp_path / "frft")
     raw["model"]["path"] = sft["final_checkpoint"]
     raw["data"]["max_rows"] = 800
     raw["method"].update(rounds=1, arms=["frft"], k=200, k_val=50, n_random_val=200)
     raw["method"]["rl_prompts_per_round"] = 800
-    raw["method"]["rl_training"].update(max_steps=25, eval_steps=None)
+    raw["method"]["rl_training"].update(max_steps=50, eval_steps=None)
     res = train(resolve("frft", raw))
     final = res["arms"]["frft"][0]
     print(
         "FRFT learning:", sft["synthetic"]["normalised_score"], final["gold"], final["rm_metrics"]
     )
-    assert final["gold"]["normalised_score"] > sft["synthetic"]["normalised_score"] + 0.05
+    assert final["gold"]["normalised_score"] > sft["synthetic"]["normalised_score"] + 0.03
     assert final["rm_metrics"]["refit_accuracy_random_true"] > 0.5
