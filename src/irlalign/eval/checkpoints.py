@@ -8,10 +8,14 @@ loads). `hub:<org>/<name>` passes through.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from irlalign.modeling.adapters import ADAPTER_CONFIG, adapter_base, is_adapter_folder
+from irlalign.modeling.adapters import (
+    ADAPTER_CONFIG,
+    adapter_base,
+    is_adapter_folder,
+    run_final_checkpoint,
+)
 from irlalign.paths import hub_id, local_path, missing_message
 
 __all__ = [
@@ -25,7 +29,6 @@ __all__ = [
 ]
 
 # A run's final checkpoints, best first: the merged model of a LoRA run loads without peft.
-FINALS = ("final_merged", "final")
 
 
 def resolve_model(spec: str, flag: str = "--model") -> str:
@@ -45,15 +48,6 @@ def resolve_model(spec: str, flag: str = "--model") -> str:
             f"({ADAPTER_CONFIG}) nor a finished run folder (checkpoints/final)"
         )
     return str(final)
-
-
-def run_final_checkpoint(run_dir: Path) -> Path | None:
-    """The final checkpoint of a finished run folder, or None."""
-    for name in FINALS:
-        folder = run_dir / "checkpoints" / name
-        if (folder / "config.json").is_file() or is_adapter_folder(folder):
-            return folder
-    return None
 
 
 def policy_tokenizer(path: str):
