@@ -86,6 +86,8 @@ def demo_route(task: str, out: Path, seed: int, sft: str, reward: str, a) -> dic
     method = raw["method"]
     method.update(reward=reward, sft_model=sft)
     method["rl_training"]["max_steps"] = a.rl_steps
+    if a.kl_coef is not None:
+        method["rl_method"]["kl_coef"] = a.kl_coef
     if a.smoke:
         method["reward_training"].update(SMOKE_STEPS)
         method["rl_method"].update(k=2, prompts_per_step=2)
@@ -112,6 +114,8 @@ def bt_route(task: str, out: Path, seed: int, sft: str, a) -> dict:
         raw = fresh(preset("rloo", task, out / f"bt_rl_{seed}", seed), a.smoke)
         raw["model"]["path"] = sft
         raw["method"].update(demo["rl_method"], reward_model=rm["final_checkpoint"])
+        if a.kl_coef is not None:
+            raw["method"]["kl_coef"] = a.kl_coef
         raw["method"]["reward_mode"] = "dense"  # the RM's score sits on the last token
         raw["training"].pop("lr_scheduler_kwargs", None)  # demo_rl's RL phase has no decay
         raw["training"].update(demo["rl_training"], max_steps=a.rl_steps, eval_steps=None)
@@ -164,6 +168,9 @@ def main() -> None:
     p.add_argument("--routes", default=",".join(ROUTES), help=f"comma-separated of {list(ROUTES)}")
     p.add_argument("--rl-steps", type=int, default=100, help="RL iterations per route")
     p.add_argument("--out", default="runs/bench_demo_routes")
+    p.add_argument(
+        "--kl-coef", type=float, default=None, help="RL's KL coefficient to π_SFT (default: preset)"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--smoke", action="store_true", help="2 steps per phase on 16 rows")
     a = p.parse_args()

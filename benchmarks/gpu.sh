@@ -6,8 +6,10 @@
 # Sections, each run whatever the previous one's outcome:
 #   step_cost           benchmarks/step_cost.py --suite all at the SmolLM2-135M and Qwen2.5-0.5B
 #                       shapes, seq 512 and 1024, batch 8, bf16 autocast, with MFU
-#   rloo_vs_trl         benchmarks/rloo_vs_trl.py (our RLOO step vs TRL's RLOOTrainer)
-#   sampler_throughput  benchmarks/sampler_throughput.py (HFSampler vs model.generate)
+#   rloo_vs_trl         benchmarks/rloo_vs_trl.py (our RLOO step vs TRL's RLOOTrainer) on the
+#                       GPU: the task's π_init in fp32, then the SmolLM2-135M backbone in bf16
+#                       (section rloo_vs_trl_smollm2; random weights, the task's vocabulary)
+#   sampler_throughput  benchmarks/sampler_throughput.py (HFSampler vs model.generate), same two
 # LOGDIR gets machine.txt (GPU, CPU, versions), <section>.md (the script's stdout: its tables),
 # <section>.log (its stderr) and summary.txt (one "section: exit N, S s" line each). The exit
 # status is 0 only if every section exited 0.
@@ -57,11 +59,13 @@ if [ "$DRY" = 1 ]; then
   RLOO=(--steps 1 --warmup 0 --rounds 1 --prompts-per-step 2 --k 2 --max-new-tokens 4
         --sample-prompts 2 --sample-reps 1 --sample-warmup 0)
   SAMPLER=(--prompts 2 --k 2 --max-new-tokens 4 --reps 1)
+  BIG=(--shape tiny)  # the shape path at toy size; CPU, fp32
 else
   STEP_COST=(--suite all --models smollm2-135m qwen2.5-0.5b --seq 512 1024 --batch 8
              --steps 10 --warmup 3 --dtype bf16)
-  RLOO=()
-  SAMPLER=()
+  RLOO=(--device cuda)
+  SAMPLER=(--device cuda)
+  BIG=(--shape smollm2-135m --bf16)
 fi
 
 {
@@ -90,7 +94,9 @@ section() {
 }
 
 section step_cost benchmarks/step_cost.py "${STEP_COST[@]}" ${PEAK[@]+"${PEAK[@]}"}
-section rloo_vs_trl benchmarks/rloo_vs_trl.py --task "$TASK" ${RLOO[@]+"${RLOO[@]}"}
-section sampler_throughput benchmarks/sampler_throughput.py --task "$TASK" \
-  ${SAMPLER[@]+"${SAMPLER[@]}"}
+section rloo_vs_trl benchmarks/rloo_vs_trl.py --task "$TASK" "${RLOO[@]}"
+section rloo_vs_trl_smollm2 benchmarks/rloo_vs_trl.py --task "$TASK" "${RLOO[@]}" "${BIG[@]}"
+section sampler_throughput benchmarks/sampler_throughput.py --task "$TASK" "${SAMPLER[@]}"
+section sampler_throughput_smollm2 benchmarks/sampler_throughput.py --task "$TASK" \
+  "${SAMPLER[@]}" "${BIG[@]}"
 exit "$FAILED"

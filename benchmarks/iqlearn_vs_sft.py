@@ -64,7 +64,8 @@ def frontier(a: argparse.Namespace, out: Path) -> None:
     from irlalign.eval.frontier import compare_frontiers, frontier_points
     from irlalign.synthetic.runner import eval_frontier
 
-    variants = [("SFT", "sft", None)] + [(f"IQLearn λ={x:g}", "iqlearn", x) for x in a.lams]
+    head = " + value head" if VALUE_HEAD else ""  # its own label and run folder: no row reuse
+    variants = [("SFT", "sft", None)] + [(f"IQLearn λ={x:g}{head}", "iqlearn", x) for x in a.lams]
     last = max(a.steps)
     log = out / "frontier.jsonl"  # rows of an earlier, interrupted run are kept and reused
     rows = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
@@ -82,7 +83,8 @@ def frontier(a: argparse.Namespace, out: Path) -> None:
                     r for r in rows if (r["demos"], r["variant"], r["seed"]) != (n, label, seed)
                 ]
                 log.write_text("".join(json.dumps(r) + "\n" for r in rows))  # drop partial rows
-                run = out / f"frontier_{method}_{lam}_{n}_{seed}"
+                vh = "_vh" if VALUE_HEAD and lam is not None else ""
+                run = out / f"frontier_{method}_{lam}{vh}_{n}_{seed}"
                 run_one(
                     a.task,
                     run,

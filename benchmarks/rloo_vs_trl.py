@@ -87,6 +87,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from step_cost import MODELS, policy_of_shape  # noqa: E402
 
 
 def rss_mib() -> float:
@@ -120,9 +122,10 @@ def run_sampler(a) -> dict:
     from irlalign.generation.sampling import HFSampler, SamplingConfig, _cut
     from irlalign.modeling.load import ModelOptions, load_model, load_tokenizer
 
-    path = str(a.task / "pi_init")
-    tok = load_tokenizer(path)
-    model = load_model(ModelOptions(path=path)).eval()
+    tok = load_tokenizer(a.policy)
+    model = load_model(ModelOptions(path=a.policy)).eval().to(a.device)
+    if a.bf16:
+        model = model.to(torch.bfloat16)
     prompts = prompt_pool(a.task, tok)[: a.sample_prompts]
     cfg = SamplingConfig(max_new_tokens=a.max_new_tokens, batch_size=a.sample_prompts)
     sampler = HFSampler(model, tok, cfg)
@@ -134,6 +137,7 @@ def run_sampler(a) -> dict:
     def generate_only() -> int:
         side, tok.padding_side = tok.padding_side, "left"
         enc = tok(prompts, add_special_tokens=False, padding=True, return_tensors="pt")
+        enc = enc.to(a.device)
         tok.padding_side = side
         with torch.no_grad():
             out = model.generate(
@@ -167,7 +171,7 @@ def run_sampler(a) -> dict:
         }
     res["peak_rss_mib"] = rss_mib()
     res["delta_rss_mib"] = rss_mib() - before
-    return res
+    return res | gpu_peak()
 
 
 def run_irlalign(a) -> dict:
@@ -178,7 +182,7 @@ def run_irlalign(a) -> dict:
     evaluation.evaluate_policy = lambda *args, **kwargs: {}
     out = Path(tempfile.mkdtemp(prefix="bench_rloo_ours_"))
     raw = {
-        "model": {"path": str(a.task / "pi_init")},
+        "model": {"path": a.policy},
         "data": {"train": str(a.task / "demos")},
         "method": {
             "reward_model": "gold",
@@ -208,7 +212,8 @@ def run_irlalign(a) -> dict:
             "save_steps": 10**9,
             "eval_steps": None,
             "seed": 0,
-            "use_cpu": True,
+            "use_cpu": a.device == "cpu",
+            "bf16": a.bf16,
             "disable_tqdm": True,
         },
         "eval": {"synthetic_task": str(a.task), "samples": 1},  # the gold reward reads the task
@@ -230,7 +235,7 @@ def run_irlalign(a) -> dict:
         "mean_length": statistics.mean(r["rl/length"] for r in rows),
         "peak_rss_mib": peak,
         "delta_rss_mib": peak - before,
-    }
+    } | gpu_peak()
 
 
 def run_trl(a) -> dict:
@@ -242,7 +247,7 @@ def run_trl(a) -> dict:
     from irlalign.synthetic.build import load_task
     from irlalign.synthetic.gold import GoldReward
 
-    path = str(a.task / "pi_init")
+    path = a.policy
     tok = load_tokenizer(path)
     gold = GoldReward(load_task(a.task), tok)
 
@@ -283,8 +288,8 @@ def run_trl(a) -> dict:
         save_strategy="no",
         eval_strategy="no",
         report_to="none",
-        use_cpu=True,
-        bf16=False,
+        use_cpu=a.device == "cpu",
+        bf16=a.bf16,
         gradient_checkpointing=False,
         seed=0,
         disable_tqdm=True,
@@ -314,7 +319,16 @@ def run_trl(a) -> dict:
         "mean_length": statistics.mean(lengths) if lengths else float("nan"),
         "peak_rss_mib": peak,
         "delta_rss_mib": peak - before,
-    }
+    } | gpu_peak()
+
+
+def gpu_peak() -> dict:
+    """Peak GPU memory of this child, when it ran on one."""
+    import torch
+
+    if not torch.cuda.is_available() or not torch.cuda.max_memory_allocated():
+        return {}
+    return {"peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20}
 
 
 CHILDREN = {"sampler": run_sampler, "irlalign": run_irlalign, "trl": run_trl}
@@ -367,6 +381,15 @@ def main() -> None:
     p.add_argument("--sample-reps", type=int, default=5)
     p.add_argument("--sample-warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=1, help="torch threads in every child")
+    p.add_argument(
+        "--shape",
+        default="task",
+        choices=["task", *MODELS],
+        help="policy: the task's π_init, or this backbone (random) with the task's vocabulary",
+    )
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--bf16", action="store_true", help="bf16 weights / autocast on both sides")
+    p.add_argument("--policy", help=argparse.SUPPRESS)
     p.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     a = p.parse_args()
     a.task = a.task if a.task.is_absolute() else (Path.cwd() / a.task).resolve()
@@ -374,7 +397,12 @@ def main() -> None:
         child(a)
         return
     ensure_task(a.task)
+    policy_dir = Path(tempfile.mkdtemp(prefix="bench_rloo_policy_"))
+    a.policy = policy_of_shape(a.task, a.shape, policy_dir)
     argv = [
+        f"--policy={a.policy}",
+        f"--device={a.device}",
+        *(["--bf16"] if a.bf16 else []),
         f"--task={a.task}",
         f"--steps={a.steps}",
         f"--warmup={a.warmup}",
@@ -412,8 +440,9 @@ def main() -> None:
         task_label = a.task
     print(
         f"\ntorch {torch.__version__}, transformers {transformers.__version__}, trl "
-        f"{trl.__version__}; CPU, {a.threads} torch thread(s) per process; π_init of "
-        f"{task_label}; k={a.k}, max_new_tokens={a.max_new_tokens}\n"
+        f"{trl.__version__}; {a.device}{', bf16' if a.bf16 else ', fp32'}, {a.threads} torch "
+        f"thread(s) per process; policy: {policy_label(a, task_label)}; k={a.k}, "
+        f"max_new_tokens={a.max_new_tokens}\n"
     )
     print(
         f"Sampling: {a.sample_prompts} prompts × k={a.k} in one call, median of "
@@ -449,6 +478,16 @@ def main() -> None:
     wall = time.perf_counter() - started
     rounds = ", ".join(f"{x:.2f}" for x in paired)
     print(f"\nirlalign / TRL per round: {rounds}; total wall {wall:.0f} s")
+    gpu = [f"{n} {med(n, 'peak_gpu_mib'):.0f}" for n in runs if "peak_gpu_mib" in runs[n][0]]
+    if gpu:
+        print(f"peak GPU MiB (median over rounds): {', '.join(gpu)}")
+    shutil.rmtree(policy_dir, ignore_errors=True)
+
+
+def policy_label(a, task_label) -> str:
+    if a.shape == "task":
+        return f"π_init of {task_label}"
+    return f"{a.shape} backbone, random weights, the vocabulary of {task_label}"
 
 
 if __name__ == "__main__":

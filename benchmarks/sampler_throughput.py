@@ -17,10 +17,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from step_cost import MODELS, policy_of_shape  # noqa: E402
 
 
 def main() -> None:
@@ -32,6 +36,14 @@ def main() -> None:
     p.add_argument("--reps", "--steps", type=int, default=15, help="timed calls per variant")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument(
+        "--shape",
+        default="task",
+        choices=["task", *MODELS],
+        help="the task's π_init, or this backbone (random weights) with the task's vocabulary",
+    )
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--bf16", action="store_true", help="bf16 weights")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     from irlalign.generation.sampling import HFSampler, SamplingConfig, _cut
@@ -45,8 +57,11 @@ def main() -> None:
 
         print(f"building the default synthetic task in {a.task}", file=sys.stderr)
         build(a.task, SyntheticConfig())
-    path = str(a.task / "pi_init")
-    tok, model = load_tokenizer(path), load_model(ModelOptions(path=path)).eval()
+    folder = tempfile.TemporaryDirectory(prefix="bench_sampler_policy_")
+    path = policy_of_shape(a.task, a.shape, Path(folder.name))
+    tok, model = load_tokenizer(path), load_model(ModelOptions(path=path)).eval().to(a.device)
+    if a.bf16:
+        model = model.to(torch.bfloat16)
     prompts = load_prompts(str(a.task / "demos"), "train", tok)[: a.prompts]
     cfg = SamplingConfig(
         temperature=a.temperature, max_new_tokens=a.max_new_tokens, batch_size=a.prompts
@@ -60,6 +75,7 @@ def main() -> None:
     def generate(teacher_forced: bool = False) -> int:
         side, tok.padding_side = tok.padding_side, "left"
         enc = tok(prompts, add_special_tokens=False, padding=True, return_tensors="pt")
+        enc = enc.to(a.device)
         tok.padding_side = side
         out = model.generate(
             **enc,
@@ -98,7 +114,8 @@ def main() -> None:
     rate = {k: [n / t for n, t in zip(tokens[k], times[k], strict=True)] for k in variants}
     base = rate["model.generate"]
     print(
-        f"\ntorch {torch.__version__}; CPU, {a.threads} thread(s); π_init of {a.task}; "
+        f"\ntorch {torch.__version__}; {a.device}{', bf16' if a.bf16 else ''}, {a.threads} "
+        f"thread(s); {'π_init' if a.shape == 'task' else a.shape + ' backbone'} of {a.task}; "
         f"{a.prompts} prompts × k={a.k}, max_new_tokens={a.max_new_tokens}, "
         f"temperature {a.temperature}; median of {a.reps} interleaved calls\n"
     )

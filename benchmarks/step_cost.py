@@ -121,6 +121,28 @@ def build_model(name: str, classifier: bool = False, device: str | torch.device 
         return classes[int(classifier)](config)
 
 
+def policy_of_shape(task: Path, shape: str, folder: Path) -> str:
+    """A policy folder for the online benchmarks: the task's π_init for shape "task"; otherwise
+    shape `shape`'s backbone, randomly initialised, with the task's tokenizer and vocabulary, so
+    the task's gold reward still reads its text (the LM head is then the task's small one)."""
+    from transformers import AutoModelForCausalLM
+
+    from irlalign.modeling.load import load_tokenizer
+
+    if shape == "task":
+        return str(task / "pi_init")
+    tok = load_tokenizer(str(task / "pi_init"))
+    config = model_config(shape)
+    config.vocab_size = len(tok)
+    ids = {"pad": tok.pad_token_id, "bos": tok.bos_token_id, "eos": tok.eos_token_id}
+    for name, value in ids.items():
+        setattr(config, f"{name}_token_id", value)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
 def matmul_params(model: torch.nn.Module) -> int:
     """N of the FLOP count: every linear layer's weights, the LM head (tied or not) included."""
     linear = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]

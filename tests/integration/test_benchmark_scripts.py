@@ -97,7 +97,9 @@ def test_gpu_script_dry_run_fills_every_section(smoke_task_dir, tmp_path):
     assert [line.split(":")[0] for line in summary] == [
         "step_cost",
         "rloo_vs_trl",
+        "rloo_vs_trl_smollm2",
         "sampler_throughput",
+        "sampler_throughput_smollm2",
     ]
     assert all(": exit 0," in line for line in summary), summary
     step_cost_md = (log / "step_cost.md").read_text()
@@ -108,4 +110,7 @@ def test_gpu_script_dry_run_fills_every_section(smoke_task_dir, tmp_path):
     rloo = (log / "rloo_vs_trl.md").read_text()
     assert "| irlalign train_rloo |" in rloo and "| TRL RLOOTrainer |" in rloo
     assert "| HFSampler.sample |" in (log / "sampler_throughput.md").read_text()
+    shaped = (log / "rloo_vs_trl_smollm2.md").read_text()  # dry run: the tiny backbone
+    assert "policy: tiny backbone, random weights" in shaped and "| TRL RLOOTrainer |" in shaped
+    assert "tiny backbone of" in (log / "sampler_throughput_smollm2.md").read_text()
     assert "torch" in (log / "machine.txt").read_text()
