@@ -16,7 +16,7 @@ around generation and in the data collator).
     python benchmarks/online_cost.py [--task runs/quickstart/task]
         [--model-path runs/quickstart/sft/checkpoints/final] [--steps 8] [--warmup 2]
         [--threads 1] [--only rloo|iqlearn] [--clock wall|process] [--batch N]
-        [--max-new-tokens T]
+        [--max-new-tokens T] [--sample-every 1 4]
 
 RLOO uses `configs/synthetic/rloo.yaml` (gold dense reward, 32 prompts × k = 8, 24 new
 tokens), IQLearn `configs/synthetic/iqlearn.yaml` and `iqlearn_online.yaml` (expert batch 32,
@@ -261,13 +261,15 @@ def _trainer_step_marks(clock: PhaseClock, warmup: int) -> None:
     Trainer.training_step, Trainer._maybe_log_save_evaluate = marked, logged
 
 
-def run_iqlearn(a, out: Path, online: bool) -> dict[str, float]:
+def run_iqlearn(a, out: Path, online: bool, sample_every: int = 1) -> dict[str, float]:
     from irlalign.data import collate
     from irlalign.methods import resolve, train
     from irlalign.trainers import iqlearn
 
     raw = _preset("iqlearn_online" if online else "iqlearn", a, out)
     raw["eval"] = {}  # no synthetic evaluation after training: not part of a step
+    if online:
+        raw["method"]["sample_every"] = sample_every
     clock = PhaseClock(TIMERS[a.clock])
     _common_wraps(clock)
     side = {"samples": False}
@@ -339,6 +341,13 @@ def main() -> None:
     p.add_argument("--batch", type=int, help="RLOO prompts per step / IQLearn expert batch")
     p.add_argument("--max-new-tokens", type=int, help="sampling budget (default: the presets')")
     p.add_argument(
+        "--sample-every",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="online IQLearn's sample_every values, one column each",
+    )
+    p.add_argument(
         "--clock",
         choices=sorted(TIMERS),
         default="wall",
@@ -368,13 +377,19 @@ def main() -> None:
             rows = f"{a.batch or 32} prompts × k = 8"
             table(f"RLOO step, {rows} (configs/synthetic/rloo.yaml)", {"RLOO": rl})
         if a.only in (None, "iqlearn"):
-            off = run_iqlearn(a, Path(tmp) / "iq_off", online=False)
-            on = run_iqlearn(a, Path(tmp) / "iq_on", online=True)
+            columns = {"offline": run_iqlearn(a, Path(tmp) / "iq_off", online=False)}
+            for n in a.sample_every:
+                name = "online" if n == 1 else f"online, sample_every {n}"
+                columns[name] = run_iqlearn(
+                    a, Path(tmp) / f"iq_on_{n}", online=True, sample_every=n
+                )
             table(
                 f"IQLearn step at expert batch {a.batch or 32} (configs/synthetic/iqlearn*.yaml)",
-                {"offline": off, "online": on},
+                columns,
             )
-            print(f"\nonline / offline IQLearn step: {on['total'] / off['total']:.2f}×")
+            base = columns["offline"]["total"]
+            for name, col in list(columns.items())[1:]:
+                print(f"\n{name} / offline IQLearn step: {col['total'] / base:.2f}×")
 
 
 if __name__ == "__main__":

@@ -129,3 +129,22 @@ def test_online_config_validation():
     with pytest.raises(ValueError, match="max_new_tokens"):
         IQLearnConfig(online=True, max_new_tokens=0)
     assert IQLearnConfig(online=True).mix_in == 0.1
+
+
+def test_sample_every_reuses_the_policy_samples_between_refreshes(smoke_task_dir, tmp_path):
+    method = {"online": True, "mix_in": 0.5, "max_new_tokens": 4, "sample_every": 3}
+    trainer, batch = _trainer_and_batch(smoke_task_dir, tmp_path / "se", method)
+    drawn = []
+    fresh = trainer._policy_samples
+    trainer._policy_samples = lambda m, b: drawn.append(fresh(m, b)) or drawn[-1]
+    trainer.model.train()
+    used = [trainer._current_samples(trainer.model, batch) for _ in range(7)]
+    assert len(drawn) == 3  # micro-batches 1, 4 and 7 draw; the others reuse
+    which = [next(i for i, d in enumerate(drawn) if d is s) for s in used]
+    assert which == [0, 0, 0, 1, 1, 1, 2]
+    kept = drawn[-1]
+    trainer.model.eval()  # evaluation samples afresh and leaves the reused ones alone
+    assert trainer._current_samples(trainer.model, batch) is not kept
+    assert trainer._replay is kept and len(drawn) == 4
+    with pytest.raises(ValueError, match="sample_every"):
+        IQLearnConfig(sample_every=0)

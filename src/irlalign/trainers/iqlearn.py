@@ -55,6 +55,10 @@ class IQLearnConfig:
     # Sampled sequences per step; None: max(1, round(mix_in * batch rows)). Only the
     # variance of the policy-side estimate depends on it, α alone sets that side's weight.
     policy_samples: int | None = None
+    # Fresh samples every this many training micro-batches, the last ones reused in between:
+    # Garg et al.'s online IQ-Learn draws its policy side from a replay buffer of earlier
+    # policies' samples, so slightly stale samples are within the method; 1: always fresh.
+    sample_every: int = 1
 
     def __post_init__(self) -> None:
         if self.lam < 0:
@@ -75,6 +79,8 @@ class IQLearnConfig:
             raise ValueError("sample_temperature must be > 0 and max_new_tokens >= 1")
         if self.policy_samples is not None and self.policy_samples < 1:
             raise ValueError("policy_samples must be >= 1 or None")
+        if self.sample_every < 1:
+            raise ValueError("sample_every must be >= 1")
 
 
 class IQLearnTrainer(TextRowsMixin, HeadsCheckpointMixin, MethodEvalMixin, Trainer):
@@ -88,6 +94,8 @@ class IQLearnTrainer(TextRowsMixin, HeadsCheckpointMixin, MethodEvalMixin, Train
             attach_head(model, VALUE_HEAD, ScalarHead(unwrap(model).config.hidden_size))
         super().__init__(*args, **kwargs)
         self.metric_store = MetricStore()
+        self._replay: PolicySamples | None = None  # the last policy samples, reused
+        self._replay_age = 0  # training micro-batches since they were drawn
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         cfg = self.method
@@ -171,7 +179,7 @@ class IQLearnTrainer(TextRowsMixin, HeadsCheckpointMixin, MethodEvalMixin, Train
         loss_e, metrics = iqlearn_online_expert_loss(
             e.logp, e.r_hat, e.v, e.v_next, e.mask, e.td_mask, num_items=n, **kw
         )
-        samples = self._policy_samples(model, inputs)
+        samples = self._current_samples(model, inputs)
         p = self._terms(model, samples.input_ids, samples.attention_mask, samples.completion_mask)
         loss_p, policy_metrics = iqlearn_online_policy_loss(
             p.r_hat, p.v, p.v_next, p.mask, p.td_mask, **kw
@@ -186,6 +194,17 @@ class IQLearnTrainer(TextRowsMixin, HeadsCheckpointMixin, MethodEvalMixin, Train
         metrics["iq/policy_truncated"] = (~samples.finished).float().mean()
         metrics["iq/policy_length"] = samples.completion_mask.sum(1).float().mean()
         return loss, metrics
+
+    def _current_samples(self, model, inputs) -> PolicySamples:
+        """Fresh samples every `sample_every` training micro-batches, the last ones between
+        (evaluation draws its own and leaves them alone). Not checkpointed: a resumed run draws
+        afresh."""
+        if not model.training:
+            return self._policy_samples(model, inputs)
+        if self._replay is None or self._replay_age >= self.method.sample_every:
+            self._replay, self._replay_age = self._policy_samples(model, inputs), 0
+        self._replay_age += 1
+        return self._replay
 
     def _policy_samples(self, model, inputs) -> PolicySamples:
         """Continuations of the first n_pol prompts of the batch from the current policy."""
