@@ -32,6 +32,7 @@ VARIANTS = [
 ]
 METRICS = ("normalised_score", "self_bleu", "distinct_2", "v0", "r_hat", "s_per_step")
 MIX_IN: float | None = None  # --mix-in: the online variant's α instead of the preset's
+SAMPLE_EVERY = 1  # --sample-every: the online variant's fresh samples every N micro-batches
 
 
 def preset_config(task: str, out: Path, preset: str, n_demos: int | None, seed: int) -> dict:
@@ -39,6 +40,8 @@ def preset_config(task: str, out: Path, preset: str, n_demos: int | None, seed: 
     raw = yaml.safe_load((ROOT / "configs" / "synthetic" / f"{preset}.yaml").read_text())
     if MIX_IN is not None and raw["method"].get("online"):
         raw["method"]["mix_in"] = MIX_IN
+    if raw["method"].get("online"):
+        raw["method"]["sample_every"] = SAMPLE_EVERY
     raw["model"]["path"] = f"{task}/pi_init"
     raw["data"]["train"] = f"{task}/demos"
     raw["data"]["max_rows"] = n_demos
@@ -127,11 +130,16 @@ def main() -> None:
     p.add_argument("--time-steps", type=int, default=40)
     p.add_argument("--time-repeats", type=int, default=3, help="0: no timing runs")
     p.add_argument("--mix-in", type=float, default=None, help="online α (default: the preset's)")
+    p.add_argument("--sample-every", type=int, default=1, help="online: fresh samples every N")
     a = p.parse_args()
-    global MIX_IN
-    MIX_IN = a.mix_in
+    global MIX_IN, SAMPLE_EVERY
+    MIX_IN, SAMPLE_EVERY = a.mix_in, a.sample_every
+    label = "IQLearn online λ=0.1"
     if a.mix_in is not None:
-        VARIANTS[1] = (f"IQLearn online λ=0.1, mix_in={a.mix_in}", "iqlearn_online")
+        label += f", mix_in={a.mix_in}"
+    if a.sample_every != 1:
+        label += f", sample_every={a.sample_every}"
+    VARIANTS[1] = (label, "iqlearn_online")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
