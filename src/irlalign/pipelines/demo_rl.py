@@ -37,9 +37,9 @@ GOLD_KEYS = ("normalised_score", "gold_return", "kl_ref", "kl_expert", "objectiv
 @dataclass
 class DemoRLConfig:
     # init_sft (AfD's Init-SFT discriminator), implicit (IQLearn's implicit per-token reward) or
-    # log_ratio (log π_SFT − log π_init, no training). init_sft: on the synthetic benchmark the
-    # per-token log-ratio rewards (implicit, log_ratio) collapsed the policy at KL 0.05 while the
-    # discriminator matched a preference-trained reward model (docs/methods/demo_rl.md)
+    # log_ratio (log π_SFT − log π_init, no training). init_sft: bounded, it matched a
+    # preference-trained reward model at the RL phase's KL 0.05, where the per-token log-ratio
+    # rewards collapsed the policy; those need kl_coef ≈ 0.5 (docs/methods/demo_rl.md)
     reward: str = "init_sft"
     sft_model: str | None = None  # a given π_SFT folder; otherwise SFT on the demonstrations
     sft_training: dict[str, Any] = field(default_factory=dict)  # TrainingArguments keywords
