@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,7 @@ def frontier(a: argparse.Namespace, out: Path) -> None:
                     n,
                     seed,
                     max_steps=last,
-                    save_steps=min(a.steps),
+                    save_steps=math.gcd(*a.steps),  # a checkpoint at every listed step
                     save_total_limit=None,
                     overwrite_output_dir=True,  # a run cut short by an interruption
                 )
