@@ -88,7 +88,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from step_cost import MODELS, policy_of_shape  # noqa: E402
+from step_cost import add_policy_options, policy_of_shape  # noqa: E402
 
 
 def rss_mib() -> float:
@@ -381,14 +381,7 @@ def main() -> None:
     p.add_argument("--sample-reps", type=int, default=5)
     p.add_argument("--sample-warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=1, help="torch threads in every child")
-    p.add_argument(
-        "--shape",
-        default="task",
-        choices=["task", *MODELS],
-        help="policy: the task's π_init, or this backbone (random) with the task's vocabulary",
-    )
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--bf16", action="store_true", help="bf16 weights / autocast on both sides")
+    add_policy_options(p)
     p.add_argument("--policy", help=argparse.SUPPRESS)
     p.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     a = p.parse_args()

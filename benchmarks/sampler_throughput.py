@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from step_cost import MODELS, policy_of_shape  # noqa: E402
+from step_cost import add_policy_options, policy_of_shape  # noqa: E402
 
 
 def main() -> None:
@@ -36,14 +36,7 @@ def main() -> None:
     p.add_argument("--reps", "--steps", type=int, default=15, help="timed calls per variant")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument(
-        "--shape",
-        default="task",
-        choices=["task", *MODELS],
-        help="the task's π_init, or this backbone (random weights) with the task's vocabulary",
-    )
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--bf16", action="store_true", help="bf16 weights")
+    add_policy_options(p)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     from irlalign.generation.sampling import HFSampler, SamplingConfig, _cut

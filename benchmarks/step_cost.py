@@ -121,6 +121,18 @@ def build_model(name: str, classifier: bool = False, device: str | torch.device 
         return classes[int(classifier)](config)
 
 
+def add_policy_options(p: argparse.ArgumentParser) -> None:
+    """--shape / --device / --bf16 of the online benchmarks (see `policy_of_shape`)."""
+    p.add_argument(
+        "--shape",
+        default="task",
+        choices=["task", *MODELS],
+        help="the task's π_init, or this backbone (random weights) with the task's vocabulary",
+    )
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--bf16", action="store_true", help="bf16 weights (and autocast in training)")
+
+
 def policy_of_shape(task: Path, shape: str, folder: Path) -> str:
     """A policy folder for the online benchmarks: the task's π_init for shape "task"; otherwise
     shape `shape`'s backbone, randomly initialised, with the task's tokenizer and vocabulary, so
