@@ -8,8 +8,9 @@ with ratios to the suite's baseline measured in the same run.
 
 Suites (variants in `step_cost_variants.py`): `iqlearn` (baseline our SFT): our SFT and offline
 IQLearn, TRL's SFTTrainer loss, transformers' plain `model(labels=...).loss`; `ava` (baseline a
-Bradley–Terry RM): AVA-p with and without reward weights, the Preference Transformer; `prefs`
-(baseline Bradley–Terry): those, AVA-d on the chosen rows, our DPO, AfD's discriminator, TRL's
+Bradley–Terry RM): AVA-p with and without reward weights, AVA-p through the checkpointed Eq. 12
+head (`fused_head: false`), the Preference Transformer; `prefs` (baseline Bradley–Terry): those
+but the checkpointed one, AVA-d on the chosen rows, our DPO, AfD's discriminator, TRL's
 DPOTrainer and RewardTrainer losses; `all`: every suite in turn.
 
 Model shapes: `tiny` (vocabulary 64) and `32k` (32k vocabulary, 2 layers) are the quick default;

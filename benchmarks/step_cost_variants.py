@@ -159,13 +159,12 @@ def _bt_rm(model, batch, ctx):
     return lambda: trainer.compute_loss(trainer.model, inputs)
 
 
-def _ava(rwt: str, demonstrations: bool = False):
+def _ava(rwt: str, demonstrations: bool = False, fused: bool = True):
     def build(model, batch, ctx):
         from irlalign.trainers.ava import AVAConfig, AVATrainer
 
-        trainer = AVATrainer(
-            model=model, args=_args(ctx), processing_class=None, method=AVAConfig(rwt=rwt)
-        )
+        method = AVAConfig(rwt=rwt, fused_head=fused)
+        trainer = AVATrainer(model=model, args=_args(ctx), processing_class=None, method=method)
         # Without chosen_/rejected_ keys AVATrainer takes its demonstrations path (AVA-d).
         inputs = dict(batch) if demonstrations else pairs(batch)
         return lambda: trainer.compute_loss(trainer.model, inputs)
@@ -254,6 +253,9 @@ VARIANTS: dict[str, Variant] = {
     "bt_rm": Variant("Bradley–Terry RM", _bt_rm, classifier=True, pairs=True),
     "ava_p": Variant("AVA-p (rwt attn_full)", _ava("attn_full"), pairs=True),
     "ava_p_norwt": Variant("AVA-p, rwt none", _ava("none"), pairs=True),
+    "ava_p_ckpt": Variant(
+        "AVA-p (attn_full), checkpointed head", _ava("attn_full", fused=False), pairs=True
+    ),
     "ava_d": Variant("AVA-d on the chosen rows", _ava("attn_full", demonstrations=True)),
     "pt_rm": Variant("Preference Transformer", _pt_rm, pairs=True),
     "dpo": Variant("DPO (ours)", _dpo, pairs=True, reference=True),
@@ -264,6 +266,6 @@ VARIANTS: dict[str, Variant] = {
 PREFS = ("bt_rm", "ava_p", "ava_p_norwt", "ava_d", "pt_rm", "dpo", "afd_disc", "trl_dpo")
 SUITES: dict[str, tuple[tuple[str, ...], str]] = {
     "iqlearn": (("sft", "iqlearn", "trl_sft", "hf_loss"), "sft"),
-    "ava": (("bt_rm", "ava_p", "ava_p_norwt", "pt_rm"), "bt_rm"),
+    "ava": (("bt_rm", "ava_p", "ava_p_ckpt", "ava_p_norwt", "pt_rm"), "bt_rm"),
     "prefs": ((*PREFS, "trl_reward"), "bt_rm"),
 }

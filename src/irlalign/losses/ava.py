@@ -242,6 +242,11 @@ class AVATerms:
     sigma_td: Tensor
 
 
+def log_likelihood(q_sa: Tensor, lse: Tensor | None, beta: float) -> Tensor:
+    """ll_j = β·q_sa_j (Eq. 13), or β·q_sa_j − lse_j with the exact Boltzmann normaliser."""
+    return beta * q_sa if lse is None else beta * q_sa - lse
+
+
 def ava_token_terms(
     q_sa: Tensor,
     mu: Tensor,
@@ -269,7 +274,7 @@ def ava_token_terms(
     if weights is not None:
         mu, sigma = mu * weights, (sigma * weights).clamp_min(SIGMA_MIN)
     act = completion_mask[:, 1:].bool()
-    ll = beta * q_sa if lse is None else beta * q_sa - lse
+    ll = log_likelihood(q_sa, lse, beta)
     delta = q_sa[:, :-1] - gamma * q_sa[:, 1:]
     td_mask = act[:, :-1] & act[:, 1:]
     n = delta.shape[1]

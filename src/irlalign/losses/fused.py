@@ -62,69 +62,104 @@ def _logit_grad(p: Tensor, a: Tensor, gq: Tensor, gv: Tensor, ent, gh) -> Tensor
     return p.scatter_add_(-1, a.unsqueeze(-1), gq.unsqueeze(-1))
 
 
-def _row_grads(chunk_loss: ChunkLoss, q, v, ent, lo: int, hi: int):
-    """The chunk's loss and its gradients with respect to the per-row Q(s, a), V and H (cheap:
-    the loss only sees (rows,) tensors; 0 for a statistic it does not read)."""
-    leaves = [x.detach().requires_grad_() for x in (q, v, ent) if x is not None]
+def row_grads(loss_fn: Callable[..., Tensor], *rows: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """A chunk's loss and its gradients with respect to its per-row statistics (cheap: the loss
+    only sees (rows,) tensors); 0 for a statistic it does not read."""
+    leaves = [x.detach().requires_grad_() for x in rows]
     with torch.enable_grad():
-        loss = chunk_loss(leaves[0], leaves[1], leaves[2] if ent is not None else None, lo, hi)
+        loss = loss_fn(*leaves)
         grads = torch.autograd.grad(loss, leaves, allow_unused=True)
     grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, leaves, strict=True)]
-    return loss.detach(), grads[0], grads[1], (grads[2] if ent is not None else None)
+    return loss.detach(), grads
+
+
+def _row_grads(chunk_loss: ChunkLoss, q, v, ent, lo: int, hi: int):
+    if ent is None:
+        loss, (gq, gv) = row_grads(lambda q_, v_: chunk_loss(q_, v_, None, lo, hi), q, v)
+        return loss, gq, gv, None
+    loss, (gq, gv, gh) = row_grads(lambda *x: chunk_loss(*x, lo, hi), q, v, ent)
+    return loss, gq, gv, gh
+
+
+# block_grad(z, lo, hi, end) -> (the loss of the terms at rows [lo, hi), ∂loss/∂z): ``z`` the fp32
+# logits of rows [lo, end) (one look-ahead row except in the last chunk), which the function may
+# overwrite; the returned gradient has z's shape (it may be z's own memory).
+BlockGrad = Callable[[Tensor, int, int, int], tuple[Tensor, Tensor]]
+
+
+def fused_head_pass(hidden, weight, bias, block_grad: BlockGrad, chunk_tokens: int, needs):
+    """The chunk loop shared by every fused loss: the logits of ``chunk_tokens`` rows (plus one
+    look-ahead row) at a time, ``block_grad`` turns them into the chunk's loss and logit gradient,
+    and the gradients of the hidden states, weight and bias (``needs``: which of the three) are
+    accumulated. Returns (total loss, grad_h, grad_w, grad_b), the gradients of the total."""
+    n = hidden.shape[0]
+    # in the head's dtype, as autograd accumulates a weight used in several blocks
+    grad_h = torch.zeros(hidden.shape, dtype=weight.dtype, device=hidden.device)
+    grad_w = torch.zeros_like(weight, memory_format=torch.contiguous_format)
+    wide = torch.promote_types(weight.dtype, torch.float32)  # fp64 stays fp64
+    grad_b = None if bias is None else torch.zeros_like(bias, dtype=wide)
+    total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+    for lo in range(0, n, chunk_tokens):
+        hi = min(lo + chunk_tokens, n)
+        end = min(hi + 1, n)  # one look-ahead row
+        h = hidden[lo:end]
+        # fp32 statistics of the head's own-dtype logits, as token_stats computes them (fp64
+        # stays fp64, for exactness tests)
+        z = nn.functional.linear(h, weight, bias)
+        loss, g = block_grad(z if z.dtype == torch.float64 else z.float(), lo, hi, end)
+        if grad_b is not None and needs[2]:
+            grad_b += g.sum(0)
+        g = g.to(weight.dtype)
+        # accumulated in place: a (V, d) temporary per block would cost as much memory
+        # traffic as the product itself at a 150k vocabulary
+        if needs[0]:
+            grad_h[lo:end].addmm_(g, weight)
+        if needs[1]:  # a frozen head (LoRA) costs no product here
+            grad_w.addmm_(g.t(), h.to(weight.dtype))
+        total += loss
+    return total, grad_h, grad_w, grad_b
+
+
+def scaled_head_grads(ctx, grad_total: Tensor) -> tuple[Tensor | None, ...]:
+    """Backward of a fused pass: the buffers kept in ``ctx.grads`` (this function's own, so scaled
+    in place; the weight's gradient then becomes its .grad without a copy when fp32) times the
+    incoming gradient, for the hidden states, weight and bias."""
+    grad_h, grad_w, grad_b = ctx.grads
+    del ctx.grads
+    h_dtype, w_dtype = ctx.dtypes
+    gh = grad_h.mul_(grad_total).to(h_dtype) if ctx.needs_input_grad[0] else None
+    gw = grad_w.mul_(grad_total).to(w_dtype) if ctx.needs_input_grad[1] else None
+    gb = None
+    if grad_b is not None and ctx.needs_input_grad[2]:
+        gb = (grad_b * grad_total).to(w_dtype)
+    return gh, gw, gb
 
 
 class _FusedHeadLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, bias, actions, chunk_loss, chunk_tokens, with_entropy):
-        n = hidden.shape[0]
-        # in the head's dtype, as autograd accumulates a weight used in several blocks
-        grad_h = torch.zeros(hidden.shape, dtype=weight.dtype, device=hidden.device)
-        grad_w = torch.zeros_like(weight, memory_format=torch.contiguous_format)
-        grad_b = None if bias is None else torch.zeros_like(bias, dtype=torch.float32)
-        stats = torch.zeros(3, n, dtype=torch.float32, device=hidden.device)
-        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        for lo in range(0, n, chunk_tokens):
-            hi = min(lo + chunk_tokens, n)
-            end = min(hi + 1, n)  # one look-ahead row
-            h, a = hidden[lo:end], actions[lo:end]
-            # fp32 statistics of the head's own-dtype logits, as token_stats computes them
-            z = nn.functional.linear(h, weight, bias).float()
+        stats = torch.zeros(3, hidden.shape[0], dtype=torch.float32, device=hidden.device)
+
+        def block_grad(z: Tensor, lo: int, hi: int, end: int):
+            a = actions[lo:end]
             q, v, ent, p = _softmax_stats(z, a, with_entropy)
             loss, gq, gv, gh = _row_grads(chunk_loss, q, v, ent, lo, hi)
-            g = _logit_grad(p, a, gq, gv, ent, gh)
-            if bias is not None and ctx.needs_input_grad[2]:
-                grad_b += g.sum(0)
-            g = g.to(weight.dtype)
-            # accumulated in place: a (V, d) temporary per block would cost as much memory
-            # traffic as the product itself at a 150k vocabulary
-            if ctx.needs_input_grad[0]:
-                grad_h[lo:end].addmm_(g, weight)
-            if ctx.needs_input_grad[1]:  # a frozen head (LoRA) costs no product here
-                grad_w.addmm_(g.t(), h.to(weight.dtype))
-            total += loss
             k = hi - lo
             stats[0, lo:hi], stats[1, lo:hi] = q[:k], v[:k]
             if ent is not None:
                 stats[2, lo:hi] = ent[:k]
-        # intermediates, kept as attributes so that backward can hand the buffers over (the
-        # weight's gradient then becomes its .grad without a copy)
-        ctx.grads = (grad_h, grad_w, grad_b)
-        ctx.dtypes = (hidden.dtype, weight.dtype)
+            return loss, _logit_grad(p, a, gq, gv, ent, gh)
+
+        needs = ctx.needs_input_grad
+        total, *grads = fused_head_pass(hidden, weight, bias, block_grad, chunk_tokens, needs)
+        # intermediates, kept as attributes so that backward can hand the buffers over
+        ctx.grads, ctx.dtypes = grads, (hidden.dtype, weight.dtype)
         ctx.mark_non_differentiable(stats)
         return total, stats
 
     @staticmethod
     def backward(ctx, grad_total, _grad_stats):
-        grad_h, grad_w, grad_b = ctx.grads
-        del ctx.grads
-        h_dtype, w_dtype = ctx.dtypes
-        # the buffers are this function's own: scaled in place, no copy when the dtype is fp32
-        gh = grad_h.mul_(grad_total).to(h_dtype) if ctx.needs_input_grad[0] else None
-        gw = grad_w.mul_(grad_total).to(w_dtype) if ctx.needs_input_grad[1] else None
-        gb = None
-        if grad_b is not None and ctx.needs_input_grad[2]:
-            gb = (grad_b * grad_total).to(w_dtype)
-        return gh, gw, gb, None, None, None, None
+        return (*scaled_head_grads(ctx, grad_total), None, None, None, None)
 
 
 def fused_token_loss(

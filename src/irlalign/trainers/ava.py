@@ -25,12 +25,13 @@ from irlalign.losses.ava import (
     AVATerms,
     ava_d_loss,
     ava_p_loss,
-    ava_token_terms,
     head_weights,
     last_token_score,
     q_taken,
     summed_score,
 )
+from irlalign.losses.ava_fused import Objective, TermRules, fused_ava_loss
+from irlalign.losses.ava_head import can_use
 from irlalign.modeling.attention import use_causal_weights_attention, use_scores_attention
 from irlalign.modeling.forward import chunk_rows, forward_hidden, unwrap
 from irlalign.modeling.heads import GaussianRewardHead, LinearQHead, attach_head, get_head
@@ -72,6 +73,9 @@ class AVAConfig:
     cer_log: bool = False
     chosen_only: bool = False  # preference data: AVA-d on the chosen half (Table 1 last row)
     chunk_tokens: int | None = None  # rows per vocabulary chunk; None: sized by V (chunk_rows)
+    # training: Eq. 12's head and its gradient in one pass over the vocabulary (three products
+    # per chunk instead of four; the same numbers) when the Q head is a plain linear layer
+    fused_head: bool = True
 
     def __post_init__(self) -> None:
         if self.rwt == "attn":
@@ -133,40 +137,87 @@ def freeze_untied_lm_head(base) -> None:
         head.requires_grad_(False)
 
 
-def tqr_terms(model: torch.nn.Module, batch: dict[str, torch.Tensor], cfg: AVAConfig) -> AVATerms:
-    """One TQR forward on a right-padded causal batch."""
-    ids, am = batch["input_ids"], batch["attention_mask"]
-    cm = batch["completion_mask"]
-    hidden, lm_head, attn = forward_hidden(model, ids, am, attentions=cfg.rwt != RWT_NONE)
-    q_weights, weights = head_weights(
-        attn, am, cm, rwt=cfg.rwt, rescale=cfg.rwt_rescale, shift=cfg.shift
-    )
-    head = get_head(model, Q_HEAD) if cfg.q_head == "fresh" else lm_head
-    q_sa, lse = q_taken(
-        hidden,
-        ids,
-        head,
+def term_rules(cfg: AVAConfig) -> TermRules:
+    return TermRules(
         alpha=cfg.alpha,
-        beta=cfg.beta,
-        ptq=cfg.q_head == "ptq",
-        weights=q_weights,
-        need_lse=cfg.exact,
-        chunk_tokens=chunk_rows(cfg.chunk_tokens, model),
-        rows=cm[:, 1:].bool(),  # every AVA term is masked to the response actions
-    )
-    mu, sigma = get_head(model, REWARD_HEAD)(hidden)
-    return ava_token_terms(
-        q_sa,
-        mu,
-        sigma,
-        cm,
         beta=cfg.beta,
         gamma=cfg.gamma,
         shift=cfg.shift,
-        weights=weights,
-        lse=lse,
+        ptq=cfg.q_head == "ptq",
+        need_lse=cfg.exact,
         paper_ll_range=cfg.ll_range == "paper",
     )
+
+
+def _tqr_forward(model: torch.nn.Module, batch: dict[str, torch.Tensor], cfg: AVAConfig):
+    """One forward: hidden states, the Q head, the reward weights and the raw (μ, σ)."""
+    ids, am, cm = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+    hidden, lm_head, attn = forward_hidden(model, ids, am, attentions=cfg.rwt != RWT_NONE)
+    weights = head_weights(attn, am, cm, rwt=cfg.rwt, rescale=cfg.rwt_rescale, shift=cfg.shift)
+    head = get_head(model, Q_HEAD) if cfg.q_head == "fresh" else lm_head
+    return hidden, head, weights, get_head(model, REWARD_HEAD)(hidden)
+
+
+def tqr_terms(model: torch.nn.Module, batch: dict[str, torch.Tensor], cfg: AVAConfig) -> AVATerms:
+    """One TQR forward on a right-padded causal batch, through the checkpointed Q head."""
+    return _checkpointed_terms(model, batch, cfg, _tqr_forward(model, batch, cfg))
+
+
+def _checkpointed_terms(model, batch, cfg: AVAConfig, parts) -> AVATerms:
+    hidden, head, (q_weights, weights), (mu, sigma) = parts
+    rules, cm = term_rules(cfg), batch["completion_mask"]
+    q_sa, lse = q_taken(
+        hidden,
+        batch["input_ids"],
+        head,
+        alpha=rules.alpha,
+        beta=rules.beta,
+        ptq=rules.ptq,
+        weights=q_weights,
+        need_lse=rules.need_lse,
+        chunk_tokens=chunk_rows(cfg.chunk_tokens, model),
+        rows=cm[:, 1:].bool(),  # every AVA term is masked to the response actions
+    )
+    return rules.terms(q_sa, mu, sigma, cm, weights, lse)
+
+
+def ava_objective(model, batch, cfg: AVAConfig, objective: Objective):
+    """(loss, metrics, terms) of ``objective`` on one batch: through the fused head pass when
+    training with a plain linear Q head (``fused_head``), else through the checkpointed head."""
+    parts = _tqr_forward(model, batch, cfg)
+    hidden, head, weights, reward = parts
+    if isinstance(head, LinearQHead):  # a fresh Q head: its fp32 linear layer on fp32 states
+        head, hidden = head.linear, hidden.to(head.linear.weight.dtype)
+    if cfg.fused_head and torch.is_grad_enabled() and can_use(head):
+        ids, cm, rules = batch["input_ids"], batch["completion_mask"], term_rules(cfg)
+        chunk = chunk_rows(cfg.chunk_tokens, model)
+        return fused_ava_loss(
+            hidden, ids, cm, head, reward, objective, rules, weights=weights, chunk_tokens=chunk
+        )
+    terms = _checkpointed_terms(model, batch, cfg, parts)
+    return (*objective(terms), terms)
+
+
+def preference_objective(cfg: AVAConfig, half: int, attention_mask: torch.Tensor) -> Objective:
+    """−(F_p + c·F_c) (Eqs. 17–18) of a stacked batch: rows [0, half) chosen, the rest rejected."""
+
+    def objective(terms: AVATerms):
+        chosen, rejected = _rows(terms, slice(0, half)), _rows(terms, slice(half, None))
+        scores = last_token_score(terms.mu, attention_mask, shift=cfg.shift)
+        return ava_p_loss(
+            chosen,
+            rejected,
+            scores[:half],
+            scores[half:],
+            lam=cfg.lam,
+            cer_coef=cfg.cer_coef,
+            td_on_rejected=cfg.td_on_rejected,
+            cer_log=cfg.cer_log,
+            use_neg=cfg.use_neg,
+            use_irl=cfg.use_irl,
+        )
+
+    return objective
 
 
 def _rows(terms: AVATerms, rows: slice) -> AVATerms:
@@ -190,35 +241,24 @@ class AVATrainer(TextRowsMixin, HeadsCheckpointMixin, MethodEvalMixin, Trainer):
         if "chosen_input_ids" not in inputs:
             # AVA-d on demonstrations: a reward model read from it is scored by the summed mean
             get_head(model, REWARD_HEAD).score = sequence_score(cfg, demonstrations=True)
-            loss, metrics = ava_d_loss(tqr_terms(model, inputs, cfg), lam=cfg.lam)
+            loss, metrics, _ = ava_objective(model, inputs, cfg, self._ava_d)
         elif cfg.chosen_only:
             chosen = {k: inputs[f"chosen_{k}"] for k in SEQUENCE_FIELDS}
-            loss, metrics = ava_d_loss(tqr_terms(model, chosen, cfg), lam=cfg.lam)
+            loss, metrics, _ = ava_objective(model, chosen, cfg, self._ava_d)
         else:
             loss, metrics = self._preference_loss(model, inputs)
         self.metric_store.add(metrics)
         return (loss, {"loss": loss}) if return_outputs else loss
 
+    def _ava_d(self, terms: AVATerms):
+        return ava_d_loss(terms, lam=self.method.lam)
+
     def _preference_loss(self, model, inputs):
         cfg = self.method
         both = stack_pairs(self, inputs)
-        terms = tqr_terms(model, both, cfg)
         half = inputs["chosen_input_ids"].shape[0]
-        chosen, rejected = _rows(terms, slice(0, half)), _rows(terms, slice(half, None))
-        am = both["attention_mask"]
-        scores = last_token_score(terms.mu, am, shift=cfg.shift)
-        loss, metrics = ava_p_loss(
-            chosen,
-            rejected,
-            scores[:half],
-            scores[half:],
-            lam=cfg.lam,
-            cer_coef=cfg.cer_coef,
-            td_on_rejected=cfg.td_on_rejected,
-            cer_log=cfg.cer_log,
-            use_neg=cfg.use_neg,
-            use_irl=cfg.use_irl,
-        )
+        objective = preference_objective(cfg, half, both["attention_mask"])
+        loss, metrics, terms = ava_objective(model, both, cfg, objective)
         # The alternative sequence score, Σ w_k·μ_k over the scored transitions (Eq. 19's expected
         # return without the final token; AVA-d's score), always logged.
         sums = summed_score(terms.mu, both["completion_mask"], shift=cfg.shift).detach()
