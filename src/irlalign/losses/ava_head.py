@@ -38,7 +38,7 @@ def _u(z: Tensor, alpha: float, ptq: bool) -> tuple[Tensor, Tensor]:
     if not ptq:
         return u, torch.zeros_like(u[:, 0])
     u = u.sub_(u.amax(-1, keepdim=True)).exp_()
-    u = u.div_(u.sum(-1, keepdim=True)).mul_(alpha)
+    u = u.mul_(alpha / u.sum(-1, keepdim=True))
     return u, torch.logsumexp(u, dim=-1)
 
 
@@ -75,14 +75,22 @@ def eq12_grads(u, c, a, w, lse, g1, g2, args) -> tuple[Tensor, Tensor]:
         grad_w = grad_w + g2 * beta * (rho * (u - c.unsqueeze(-1))).sum(-1)
         grad = rho.mul_((g2 * bw).unsqueeze(-1))  # ∂L/∂Q without the taken-token term
         total = total + g2 * bw
+        if ptq:
+            grad.sub_(_softmax_q(u, c).mul_(total.unsqueeze(-1)))
+    elif ptq:  # only the taken-token term and the normaliser's: one (rows, V) pass fewer
+        grad = _softmax_q(u, c).mul_(-total.unsqueeze(-1))
     else:
         grad = torch.zeros_like(u)
     grad.scatter_add_(-1, a.unsqueeze(-1), (g1 * ww).unsqueeze(-1))
-    if ptq:  # through Q = u − logsumexp u, then u = α·softmax(z)
-        grad.sub_((u - c.unsqueeze(-1)).exp_().mul_(total.unsqueeze(-1)))
-        s = (u * grad).sum(-1, keepdim=True) / alpha
+    if ptq:  # through Q = u − logsumexp u (above: ∂L/∂u = ∂L/∂Q − π·Σ ∂L/∂Q), then u = α·softmax(z)
+        s = torch.linalg.vecdot(u, grad).unsqueeze(-1) / alpha
         grad = grad.sub_(s).mul_(u)
     return grad, grad_w
+
+
+def _softmax_q(u: Tensor, c: Tensor) -> Tensor:
+    """π = e^Q = softmax(u), a new (rows, V) tensor."""
+    return (u - c.unsqueeze(-1)).exp_()
 
 
 class Eq12Head(torch.autograd.Function):

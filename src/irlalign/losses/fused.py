@@ -95,7 +95,11 @@ def fused_head_pass(hidden, weight, bias, block_grad: BlockGrad, chunk_tokens: i
     n = hidden.shape[0]
     # in the head's dtype, as autograd accumulates a weight used in several blocks
     grad_h = torch.zeros(hidden.shape, dtype=weight.dtype, device=hidden.device)
-    grad_w = torch.zeros_like(weight, memory_format=torch.contiguous_format)
+    # written by the first block's product (filling a (V, d) buffer with zeros first costs a pass
+    # over it); zeroed only when there are no rows
+    grad_w = torch.empty_like(weight, memory_format=torch.contiguous_format)
+    if n == 0 or not needs[1]:
+        grad_w.zero_()
     wide = torch.promote_types(weight.dtype, torch.float32)  # fp64 stays fp64
     grad_b = None if bias is None else torch.zeros_like(bias, dtype=wide)
     total = torch.zeros((), dtype=torch.float32, device=hidden.device)
@@ -115,7 +119,10 @@ def fused_head_pass(hidden, weight, bias, block_grad: BlockGrad, chunk_tokens: i
         if needs[0]:
             grad_h[lo:end].addmm_(g, weight)
         if needs[1]:  # a frozen head (LoRA) costs no product here
-            grad_w.addmm_(g.t(), h.to(weight.dtype))
+            if lo == 0:
+                torch.mm(g.t(), h.to(weight.dtype), out=grad_w)
+            else:
+                grad_w.addmm_(g.t(), h.to(weight.dtype))
         total += loss
     return total, grad_h, grad_w, grad_b
 
