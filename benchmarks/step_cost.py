@@ -3,8 +3,8 @@ same batch: median forward+backward+AdamW step time, peak memory and (on CUDA) M
 with ratios to the suite's baseline measured in the same run.
 
     python benchmarks/step_cost.py [--suite iqlearn|ava|prefs|all] [--models tiny 32k]
-        [--seq 128 ...] [--batch 8] [--steps 20] [--warmup 2] [--dtype fp32|bf16]
-        [--peak-tflops X] [--isolation auto|process|none] [--describe]
+        [--seq 128 ...] [--batch 8] [--steps 20] [--warmup 2] [--rounds 1] [--only V ...]
+        [--dtype fp32|bf16] [--peak-tflops X] [--isolation auto|process|none] [--describe]
 
 Suites (variants in `step_cost_variants.py`): `iqlearn` (baseline our SFT): our SFT and offline
 IQLearn, TRL's SFTTrainer loss, transformers' plain `model(labels=...).loss`; `ava` (baseline a
@@ -262,7 +262,7 @@ def machine(a) -> str:
     return (
         f"device: {where}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
         f"dtype {a.dtype}; batch {a.batch}; seq {' '.join(map(str, a.seq))}; "
-        f"{a.steps} timed steps after {a.warmup} warm-up; "
+        f"{a.steps} timed steps after {a.warmup} warm-up; {a.rounds} round(s); "
         f"{'one process' if a.in_process else 'one subprocess per variant'}"
     )
 
@@ -288,8 +288,10 @@ def _ratio(r: dict, base: dict | None, key: str) -> float | None:
 
 
 def print_block(name: str, seq: int, variants: tuple[str, ...], baseline: str, a) -> bool:
-    """Measure and print one (model, seq) table, a row as soon as it is measured (the baseline
-    comes first in every suite); False if any variant failed."""
+    """Measure and print one (model, seq) table; False if any variant failed. Every variant is
+    measured once per round (``--rounds``, rounds one after the other, so that a slow spell of a
+    shared machine hits every variant of a round), and a row shows the median over rounds of its
+    step time and of its paired (same-round) ratios to the baseline."""
     meta = build_model(name, device="meta")
     print(
         f"\n### {name}, seq {seq}: {type(meta).__name__}, "
@@ -299,25 +301,46 @@ def print_block(name: str, seq: int, variants: tuple[str, ...], baseline: str, a
     print(f"| variant | sequences | step ms | {x} time | peak MiB | {x} memory | MFU |")
     print("|---|---:|---:|---:|---:|---:|---:|", flush=True)
     run = run_in_process if a.in_process else run_in_subprocess
-    base, ok = None, True
+    rounds = [{v: run(name, seq, v, a) for v in variants} for _ in range(a.rounds)]
+    ok = True
     for v in variants:
-        r = run(name, seq, v, a)
-        base = r if v == baseline else base
+        r = combine([rd[v] for rd in rounds], [rd[baseline] for rd in rounds])
         ok &= "failed" not in r
         print(f"| {v}: {VARIANTS[v].label} | {(2 if VARIANTS[v].pairs else 1) * a.batch} | "
-              f"{' | '.join(row_cells(r, base))} |", flush=True)  # fmt: skip
+              f"{' | '.join(row_cells(r))} |", flush=True)  # fmt: skip
+    if a.rounds > 1:
+        for v in variants:
+            per = [_ratio(rd[v], rd[baseline], "median_ms") for rd in rounds]
+            print(f"{v} {x} time per round: {', '.join(_fmt(p, '.3f') for p in per)}")
     return ok
 
 
-def row_cells(r: dict, base: dict | None) -> tuple[str, ...]:
+def combine(runs: list[dict], bases: list[dict]) -> dict:
+    """One row from a variant's rounds: median step time and peak memory, and the medians of the
+    per-round ratios to the baseline (``time_ratio``, ``memory_ratio``)."""
+    bad = next((r for r in runs if "skipped" in r or "failed" in r), None)
+    if bad is not None:
+        return bad
+
+    def med(xs):
+        xs = [x for x in xs if x is not None]
+        return statistics.median(xs) if xs else None
+
+    row = {k: med([r[k] for r in runs]) for k in ("median_ms", "peak_mib", "mfu")}
+    for key, out in (("median_ms", "time_ratio"), ("peak_mib", "memory_ratio")):
+        row[out] = med([_ratio(r, b, key) for r, b in zip(runs, bases, strict=True)])
+    return row
+
+
+def row_cells(r: dict) -> tuple[str, ...]:
     if "skipped" in r or "failed" in r:
         what = f"skipped: {r['skipped']}" if "skipped" in r else f"failed: {r['failed']}"
         return (what, "", "", "", "")
     return (
         f"{r['median_ms']:.1f}",
-        _fmt(_ratio(r, base, "median_ms"), ".3f"),
+        _fmt(r["time_ratio"], ".3f"),
         _fmt(r["peak_mib"], ".1f"),
-        _fmt(_ratio(r, base, "peak_mib"), ".3f"),
+        _fmt(r["memory_ratio"], ".3f"),
         "—" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%",
     )
 
@@ -348,6 +371,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=8, help="rows (pairs for pair variants)")
     p.add_argument("--steps", type=int, default=20, help="timed steps per variant")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before them")
+    p.add_argument("--only", nargs="+", choices=list(VARIANTS), help="these variants of the suite")
+    p.add_argument(
+        "--rounds", type=int, default=1, help="measure every variant this many times, in turn"
+    )
     p.add_argument("--dtype", choices=list(DTYPES), default="fp32")
     p.add_argument("--peak-tflops", type=float, default=None, help="for MFU (CUDA only)")
     p.add_argument("--isolation", choices=("auto", "process", "none"), default="auto")
@@ -375,10 +402,12 @@ def main() -> None:
     print(machine(a))
     suites = list(SUITES) if a.suite == "all" else [a.suite]
     if a.suite == "all":
-        suites.remove("ava")  # its four variants are all in prefs
+        suites.remove("ava")  # its variants but the checkpointed AVA-p are all in prefs
     ok = True
     for suite in suites:
         variants, baseline = SUITES[suite]
+        if a.only:  # the baseline is always measured: every ratio needs it
+            variants = tuple(v for v in variants if v == baseline or v in a.only)
         print(f"\n## suite {suite} (ratios against {baseline})")
         for name in a.models:
             for seq in a.seq:
