@@ -114,3 +114,14 @@ def test_gpu_script_dry_run_fills_every_section(smoke_task_dir, tmp_path):
     assert "policy: tiny backbone, random weights" in shaped and "| TRL RLOOTrainer |" in shaped
     assert "tiny backbone of" in (log / "sampler_throughput_smollm2.md").read_text()
     assert "torch" in (log / "machine.txt").read_text()
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_ava_head_cost_times_every_path(exact):
+    cmd = [sys.executable, str(BENCH / "ava_head_cost.py"), "--shape", "32,2000", "--rows", "60",
+           "--chunk", "6", "--rounds", "1", *(["--exact"] if exact else [])]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = [r for r in res.stdout.splitlines() if r.startswith("| ") and "variant" not in r]
+    assert [r.split("|")[1].strip() for r in rows] == ["three products", "checkpointed", "fused"]
+    assert all(float(r.split("|")[2]) > 0 for r in rows), rows
