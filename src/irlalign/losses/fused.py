@@ -97,9 +97,11 @@ def fused_head_pass(hidden, weight, bias, block_grad: BlockGrad, chunk_tokens: i
     grad_h = torch.zeros(hidden.shape, dtype=weight.dtype, device=hidden.device)
     # written by the first block's product (filling a (V, d) buffer with zeros first costs a pass
     # over it); zeroed only when there are no rows
-    grad_w = torch.empty_like(weight, memory_format=torch.contiguous_format)
-    if n == 0 or not needs[1]:
-        grad_w.zero_()
+    grad_w = None  # none at all for a frozen head (LoRA): it would be a (V, d) buffer of zeros
+    if needs[1]:
+        grad_w = torch.empty_like(weight, memory_format=torch.contiguous_format)
+        if n == 0:
+            grad_w.zero_()
     wide = torch.promote_types(weight.dtype, torch.float32)  # fp64 stays fp64
     grad_b = None if bias is None else torch.zeros_like(bias, dtype=wide)
     total = torch.zeros((), dtype=torch.float32, device=hidden.device)
