@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from irlalign.losses import ava_fused, fused
+from irlalign.losses import ava_fused
 from irlalign.losses.ava import ava_d_loss
 from irlalign.trainers.ava import AVAConfig, attach_ava_heads, ava_objective, preference_objective
 
@@ -77,9 +77,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("keep", [False, True])  # the weight gradient: a buffer, or kept blocks
-def test_fused_pass_gives_the_checkpointed_loss_and_gradients(case, keep, monkeypatch):
-    monkeypatch.setattr(fused, "keep_logit_grads", lambda rows, d: keep)
+def test_fused_pass_gives_the_checkpointed_loss_and_gradients(case, monkeypatch):
     fields, pairs, tied = CASES[case]
     calls = []
     real = ava_fused.FusedEq12Loss.apply

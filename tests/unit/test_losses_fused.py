@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from irlalign.losses import causal_logps, iq_terms, iqlearn_offline_loss, sft_entropy_loss, sft_loss
-from irlalign.losses import fused as fused_module
 from irlalign.losses.fused import can_fuse
 from irlalign.losses.fused_losses import fused_iq_loss, fused_sft_loss
 
@@ -64,9 +63,7 @@ def _loss_and_grads(fn, kind, h0, ids, cm, head, chunk):
 @pytest.mark.parametrize("kind", ["sft", "entropy", "iq", "iq_drop", "iq_gamma"])
 @pytest.mark.parametrize("chunk", [1, 4, 100])  # chunks end inside and between sequences
 @pytest.mark.parametrize("bias", [False, True])
-@pytest.mark.parametrize("keep", [False, True])  # the weight gradient: a buffer, or kept blocks
-def test_fused_pass_matches_the_checkpointed_chunks(kind, chunk, bias, keep, monkeypatch):
-    monkeypatch.setattr(fused_module, "keep_logit_grads", lambda rows, d: keep)
+def test_fused_pass_matches_the_checkpointed_chunks(kind, chunk, bias):
     torch.manual_seed(0)
     head = nn.Linear(D, V, bias=bias)
     h0 = torch.randn(B, L, D)

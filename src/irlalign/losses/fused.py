@@ -87,47 +87,6 @@ def _row_grads(chunk_loss: ChunkLoss, q, v, ent, lo: int, hi: int):
 BlockGrad = Callable[[Tensor, int, int, int], tuple[Tensor, Tensor]]
 
 
-def keep_logit_grads(rows: int, hidden_size: int) -> bool:
-    """Whether a pass keeps its (rows, V) logit gradients until backward instead of a (V, d)
-    weight-gradient buffer: when it has fewer rows than the hidden size, they are the smaller."""
-    return rows < hidden_size
-
-
-class WeightGrad:
-    """∂L/∂W of a fused pass, block by block: accumulated into a (V, d) buffer, written by the
-    first block's product (a zero fill first would cost a pass over it), or kept as the blocks'
-    logit gradients and multiplied out in backward (:func:`keep_logit_grads`). Nothing at all for
-    a frozen head (LoRA)."""
-
-    def __init__(self, weight: Tensor, rows: int, needed: bool):
-        self.weight, self.buf, self.written = weight, None, False
-        self.blocks: list[tuple[Tensor, Tensor]] | None = None
-        if needed and keep_logit_grads(rows, weight.shape[1]):
-            self.blocks = []
-        elif needed:
-            self.buf = torch.empty_like(weight, memory_format=torch.contiguous_format)
-            if rows == 0:
-                self.buf.zero_()
-
-    def add(self, g: Tensor, h: Tensor) -> None:
-        if self.blocks is not None:
-            self.blocks.append((g, h))
-        elif self.buf is not None and self.written:
-            self.buf.addmm_(g.t(), h)
-        elif self.buf is not None:
-            torch.mm(g.t(), h, out=self.buf)
-            self.written = True
-
-    def total(self) -> Tensor | None:
-        if self.blocks is None:
-            return self.buf
-        out = torch.zeros_like(self.weight, memory_format=torch.contiguous_format)
-        for g, h in self.blocks:
-            out.addmm_(g.t(), h)
-        self.blocks = None
-        return out
-
-
 def fused_head_pass(hidden, weight, bias, block_grad: BlockGrad, chunk_tokens: int, needs):
     """The chunk loop shared by every fused loss: the logits of ``chunk_tokens`` rows (plus one
     look-ahead row) at a time, ``block_grad`` turns them into the chunk's loss and logit gradient,
@@ -136,7 +95,13 @@ def fused_head_pass(hidden, weight, bias, block_grad: BlockGrad, chunk_tokens: i
     n = hidden.shape[0]
     # in the head's dtype, as autograd accumulates a weight used in several blocks
     grad_h = torch.zeros(hidden.shape, dtype=weight.dtype, device=hidden.device)
-    grad_w = WeightGrad(weight, n, needs[1])
+    # written by the first block's product (filling a (V, d) buffer with zeros first costs a pass
+    # over it); zeroed only when there are no rows
+    grad_w = None  # none at all for a frozen head (LoRA): it would be a (V, d) buffer of zeros
+    if needs[1]:
+        grad_w = torch.empty_like(weight, memory_format=torch.contiguous_format)
+        if n == 0:
+            grad_w.zero_()
     wide = torch.promote_types(weight.dtype, torch.float32)  # fp64 stays fp64
     grad_b = None if bias is None else torch.zeros_like(bias, dtype=wide)
     total = torch.zeros((), dtype=torch.float32, device=hidden.device)
@@ -155,7 +120,11 @@ def fused_head_pass(hidden, weight, bias, block_grad: BlockGrad, chunk_tokens: i
         # traffic as the product itself at a 150k vocabulary
         if needs[0]:
             grad_h[lo:end].addmm_(g, weight)
-        grad_w.add(g, h.to(weight.dtype))
+        if needs[1]:  # a frozen head (LoRA) costs no product here
+            if lo == 0:
+                torch.mm(g.t(), h.to(weight.dtype), out=grad_w)
+            else:
+                grad_w.addmm_(g.t(), h.to(weight.dtype))
         total += loss
     return total, grad_h, grad_w, grad_b
 
@@ -168,7 +137,7 @@ def scaled_head_grads(ctx, grad_total: Tensor) -> tuple[Tensor | None, ...]:
     del ctx.grads
     h_dtype, w_dtype = ctx.dtypes
     gh = grad_h.mul_(grad_total).to(h_dtype) if ctx.needs_input_grad[0] else None
-    gw = grad_w.total().mul_(grad_total).to(w_dtype) if ctx.needs_input_grad[1] else None
+    gw = grad_w.mul_(grad_total).to(w_dtype) if ctx.needs_input_grad[1] else None
     gb = None
     if grad_b is not None and ctx.needs_input_grad[2]:
         gb = (grad_b * grad_total).to(w_dtype)
