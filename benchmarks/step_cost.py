@@ -23,10 +23,13 @@ Precision: `fp32`, or `bf16` = fp32 weights and optimiser with the forward under
 `torch.autocast(bfloat16)`, as a `Trainer` with `bf16: true` runs it.
 
 Memory: on CUDA the peak allocated bytes during the steps minus those allocated before them (the
-weights, the batch, a frozen reference), so gradients, optimiser states and activations; on CPU the
-growth of the process's peak RSS over the steps, which is why each variant then runs in a fresh
-subprocess (`--isolation auto`: subprocesses on CPU, one process on CUDA, where the allocator's
-peak counter is reset per variant).
+weights, the batch, a frozen reference), so gradients, optimiser states and activations. On CPU the
+same quantity for tensors: the optimiser states plus the peak growth of live tensor bytes during
+one more step after the timed ones, read from the CPU allocator's events (`torch.profiler` with
+`profile_memory`), so what the C library's malloc keeps cached does not count, as CUDA's
+caching does not; "RSS MiB" adds the growth of the process's peak RSS over the steps, which is
+what the machine saw, malloc's retention included (each variant then runs in a fresh subprocess:
+`--isolation auto` is subprocesses on CPU, one process on CUDA).
 
 MFU (CUDA only): model FLOPs per step / step time / peak FLOP/s, with model FLOPs
 = 6·N·T + 12·L·d·S·T for the trained forward+backward, plus 2·N·T + 4·L·d·S·T for a frozen
@@ -210,23 +213,51 @@ def measure(name: str, seq: int, variant: str, a) -> dict:
     for i in range(a.warmup + a.steps):
         sync()
         t = time.perf_counter()
-        with autocast:
-            loss = step()
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        train_step(step, opt, autocast)
         sync()
         if i >= a.warmup:
             times.append(time.perf_counter() - t)
     median = statistics.median(times)
+    rss = None  # the process's peak RSS cannot be reset between variants of one process
+    if device == "cpu" and not a.in_process:
+        rss = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
     if device == "cuda":
         peak = (torch.cuda.max_memory_allocated() - base_cuda) / 2**20
-    elif a.in_process:
-        peak = None  # the process's peak RSS cannot be reset between variants
-    else:
-        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
+    else:  # after the RSS reading: this step runs under the profiler
+        peak = (state_bytes(opt) + live_peak_bytes(lambda: train_step(step, opt, autocast))) / 2**20
     mfu = flops / median / (a.peak_tflops * 1e12) if device == "cuda" else None
-    return {"median_ms": 1000 * median, "peak_mib": peak, "mfu": mfu}
+    return {"median_ms": 1000 * median, "peak_mib": peak, "rss_mib": rss, "mfu": mfu}
+
+
+def train_step(step, opt, autocast=None) -> None:
+    """Forward under ``autocast`` (a `Trainer` does the same), backward and AdamW outside it."""
+    with autocast or nullcontext():
+        loss = step()
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def state_bytes(opt: torch.optim.Optimizer) -> int:
+    """Bytes of the optimiser's state tensors (AdamW's moments, allocated by the first step)."""
+    return sum(t.nbytes for s in opt.state.values() for t in s.values() if torch.is_tensor(t))
+
+
+def live_peak_bytes(fn) -> int:
+    """The peak, during ``fn()``, of the live CPU tensor bytes over those live when it starts: the
+    running sum of the allocator's allocation (+) and release (−) events that the profiler
+    records, in time order. Exact for tensors, and blind to what malloc caches, like CUDA's
+    ``max_memory_allocated``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    live = peak = 0
+    for e in sorted(events, key=lambda e: e.start_ns()):
+        live += e.nbytes()
+        peak = max(peak, live)
+    return peak
 
 
 def run_in_process(name: str, seq: int, variant: str, a) -> dict:
@@ -298,8 +329,11 @@ def print_block(name: str, seq: int, variants: tuple[str, ...], baseline: str, a
         f"{sum(p.numel() for p in meta.parameters()) / 1e6:.1f}M parameters\n"
     )
     x = f"×{baseline}"
-    print(f"| variant | sequences | step ms | {x} time | peak MiB | {x} memory | MFU |")
-    print("|---|---:|---:|---:|---:|---:|---:|", flush=True)
+    print(
+        f"| variant | sequences | step ms | {x} time | peak MiB | {x} memory | RSS MiB | {x} RSS "
+        "| MFU |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
     run = run_in_process if a.in_process else run_in_subprocess
     rounds = [{v: run(name, seq, v, a) for v in variants} for _ in range(a.rounds)]
     ok = True
@@ -326,8 +360,9 @@ def combine(runs: list[dict], bases: list[dict]) -> dict:
         xs = [x for x in xs if x is not None]
         return statistics.median(xs) if xs else None
 
-    row = {k: med([r[k] for r in runs]) for k in ("median_ms", "peak_mib", "mfu")}
-    for key, out in (("median_ms", "time_ratio"), ("peak_mib", "memory_ratio")):
+    row = {k: med([r.get(k) for r in runs]) for k in ("median_ms", "peak_mib", "rss_mib", "mfu")}
+    pairs = (("median_ms", "time_ratio"), ("peak_mib", "memory_ratio"), ("rss_mib", "rss_ratio"))
+    for key, out in pairs:
         row[out] = med([_ratio(r, b, key) for r, b in zip(runs, bases, strict=True)])
     return row
 
@@ -335,12 +370,14 @@ def combine(runs: list[dict], bases: list[dict]) -> dict:
 def row_cells(r: dict) -> tuple[str, ...]:
     if "skipped" in r or "failed" in r:
         what = f"skipped: {r['skipped']}" if "skipped" in r else f"failed: {r['failed']}"
-        return (what, "", "", "", "")
+        return (what, "", "", "", "", "", "")
     return (
         f"{r['median_ms']:.1f}",
         _fmt(r["time_ratio"], ".3f"),
         _fmt(r["peak_mib"], ".1f"),
         _fmt(r["memory_ratio"], ".3f"),
+        _fmt(r["rss_mib"], ".1f"),
+        _fmt(r["rss_ratio"], ".3f"),
         "—" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%",
     )
 
