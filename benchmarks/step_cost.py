@@ -27,9 +27,11 @@ weights, the batch, a frozen reference), so gradients, optimiser states and acti
 same quantity for tensors: the optimiser states plus the peak growth of live tensor bytes during
 one more step after the timed ones, read from the CPU allocator's events (`torch.profiler` with
 `profile_memory`), so what the C library's malloc keeps cached does not count, as CUDA's
-caching does not; "RSS MiB" adds the growth of the process's peak RSS over the steps, which is
-what the machine saw, malloc's retention included (each variant then runs in a fresh subprocess:
-`--isolation auto` is subprocesses on CPU, one process on CUDA).
+caching does not. "fwd+bwd MiB" is the same over the forward and backward of one more step only:
+at real shapes AdamW's own temporaries often set the whole step's peak, the same for every
+variant, and this column shows what the loss costs. "RSS MiB" (CPU) adds the growth of the
+process's peak RSS over the steps, malloc's retention included (each variant then runs in a fresh
+subprocess: `--isolation auto` is subprocesses on CPU, one process on CUDA).
 
 MFU (CUDA only): model FLOPs per step / step time / peak FLOP/s, with model FLOPs
 = 6·N·T + 12·L·d·S·T for the trained forward+backward, plus 2·N·T + 4·L·d·S·T for a frozen
@@ -223,19 +225,49 @@ def measure(name: str, seq: int, variant: str, a) -> dict:
         rss = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
     if device == "cuda":
         peak = (torch.cuda.max_memory_allocated() - base_cuda) / 2**20
+        grad_peak = cuda_grad_peak(step, opt, autocast, base_cuda)
     else:  # after the RSS reading: this step runs under the profiler
-        peak = (state_bytes(opt) + live_peak_bytes(lambda: train_step(step, opt, autocast))) / 2**20
+        peak, grad_peak = cpu_peaks(step, opt, autocast)
     mfu = flops / median / (a.peak_tflops * 1e12) if device == "cuda" else None
-    return {"median_ms": 1000 * median, "peak_mib": peak, "rss_mib": rss, "mfu": mfu}
+    return {"median_ms": 1000 * median, "peak_mib": peak, "grad_peak_mib": grad_peak,
+            "rss_mib": rss, "mfu": mfu}  # fmt: skip
 
 
-def train_step(step, opt, autocast=None) -> None:
-    """Forward under ``autocast`` (a `Trainer` does the same), backward and AdamW outside it."""
+def forward_backward(step, autocast=None) -> None:
+    """Forward under ``autocast`` (a `Trainer` does the same), backward outside it."""
     with autocast or nullcontext():
         loss = step()
     loss.backward()
+
+
+def optimiser_step(opt) -> None:
     opt.step()
     opt.zero_grad(set_to_none=True)
+
+
+def train_step(step, opt, autocast=None) -> None:
+    forward_backward(step, autocast)
+    optimiser_step(opt)
+
+
+def cuda_grad_peak(step, opt, autocast, base: int) -> float:
+    """Peak MiB of one more forward + backward over ``base`` (its optimiser step follows)."""
+    torch.cuda.reset_peak_memory_stats()
+    forward_backward(step, autocast)
+    torch.cuda.synchronize()
+    peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+    optimiser_step(opt)
+    return peak
+
+
+def cpu_peaks(step, opt, autocast) -> tuple[float, float]:
+    """(whole step, forward + backward) peak MiB of one more step, over what was live before the
+    first step: the optimiser's state plus the live peak of each part (the optimiser's part
+    starting from what forward + backward left, the gradients)."""
+    grad_peak, grad_end = live_peak_bytes(lambda: forward_backward(step, autocast))
+    opt_peak, _ = live_peak_bytes(lambda: optimiser_step(opt))
+    base = state_bytes(opt)
+    return (base + max(grad_peak, grad_end + opt_peak)) / 2**20, (base + grad_peak) / 2**20
 
 
 def state_bytes(opt: torch.optim.Optimizer) -> int:
@@ -243,11 +275,11 @@ def state_bytes(opt: torch.optim.Optimizer) -> int:
     return sum(t.nbytes for s in opt.state.values() for t in s.values() if torch.is_tensor(t))
 
 
-def live_peak_bytes(fn) -> int:
-    """The peak, during ``fn()``, of the live CPU tensor bytes over those live when it starts: the
-    running sum of the allocator's allocation (+) and release (−) events that the profiler
-    records, in time order. Exact for tensors, and blind to what malloc caches, like CUDA's
-    ``max_memory_allocated``."""
+def live_peak_bytes(fn) -> tuple[int, int]:
+    """The peak during ``fn()``, and the value at its end, of the live CPU tensor bytes over those
+    live when it starts: the running sum of the allocator's allocation (+) and release (−) events
+    that the profiler records, in time order. Exact for tensors, and blind to what malloc caches,
+    like CUDA's ``max_memory_allocated``."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
@@ -257,7 +289,7 @@ def live_peak_bytes(fn) -> int:
     for e in sorted(events, key=lambda e: e.start_ns()):
         live += e.nbytes()
         peak = max(peak, live)
-    return peak
+    return peak, live
 
 
 def run_in_process(name: str, seq: int, variant: str, a) -> dict:
@@ -330,10 +362,10 @@ def print_block(name: str, seq: int, variants: tuple[str, ...], baseline: str, a
     )
     x = f"×{baseline}"
     print(
-        f"| variant | sequences | step ms | {x} time | peak MiB | {x} memory | RSS MiB | {x} RSS "
-        "| MFU |"
+        f"| variant | sequences | step ms | {x} time | peak MiB | {x} memory | fwd+bwd MiB "
+        f"| {x} fwd+bwd | RSS MiB | {x} RSS | MFU |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
     run = run_in_process if a.in_process else run_in_subprocess
     rounds = [{v: run(name, seq, v, a) for v in variants} for _ in range(a.rounds)]
     ok = True
@@ -350,8 +382,8 @@ def print_block(name: str, seq: int, variants: tuple[str, ...], baseline: str, a
 
 
 def combine(runs: list[dict], bases: list[dict]) -> dict:
-    """One row from a variant's rounds: median step time and peak memory, and the medians of the
-    per-round ratios to the baseline (``time_ratio``, ``memory_ratio``)."""
+    """One row from a variant's rounds: the median of each measure (step time, the peaks, RSS,
+    MFU) and of its per-round ratios to the baseline (``<measure>_ratio``)."""
     bad = next((r for r in runs if "skipped" in r or "failed" in r), None)
     if bad is not None:
         return bad
@@ -360,26 +392,21 @@ def combine(runs: list[dict], bases: list[dict]) -> dict:
         xs = [x for x in xs if x is not None]
         return statistics.median(xs) if xs else None
 
-    row = {k: med([r.get(k) for r in runs]) for k in ("median_ms", "peak_mib", "rss_mib", "mfu")}
-    pairs = (("median_ms", "time_ratio"), ("peak_mib", "memory_ratio"), ("rss_mib", "rss_ratio"))
-    for key, out in pairs:
-        row[out] = med([_ratio(r, b, key) for r, b in zip(runs, bases, strict=True)])
+    keys = ("median_ms", "peak_mib", "grad_peak_mib", "rss_mib", "mfu")
+    row = {k: med([r.get(k) for r in runs]) for k in keys}
+    for key in keys[:-1]:
+        row[f"{key}_ratio"] = med([_ratio(r, b, key) for r, b in zip(runs, bases, strict=True)])
     return row
 
 
 def row_cells(r: dict) -> tuple[str, ...]:
     if "skipped" in r or "failed" in r:
         what = f"skipped: {r['skipped']}" if "skipped" in r else f"failed: {r['failed']}"
-        return (what, "", "", "", "", "", "")
-    return (
-        f"{r['median_ms']:.1f}",
-        _fmt(r["time_ratio"], ".3f"),
-        _fmt(r["peak_mib"], ".1f"),
-        _fmt(r["memory_ratio"], ".3f"),
-        _fmt(r["rss_mib"], ".1f"),
-        _fmt(r["rss_ratio"], ".3f"),
-        "—" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%",
-    )
+        return (what, *[""] * 8)
+    cells = [f"{r['median_ms']:.1f}", _fmt(r["median_ms_ratio"], ".3f")]
+    for key in ("peak_mib", "grad_peak_mib", "rss_mib"):
+        cells += [_fmt(r[key], ".1f"), _fmt(r[f"{key}_ratio"], ".3f")]
+    return (*cells, "—" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%")
 
 
 def default_peak_tflops() -> float | None:
