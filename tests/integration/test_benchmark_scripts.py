@@ -80,6 +80,25 @@ def test_model_flops_count_pairs_and_the_reference(step_cost):
     assert flops["dpo"] == pytest.approx(flops["ava_p"] * 4 / 3)  # + a forward-only reference
 
 
+def test_cpu_memory_is_the_live_tensor_peak(step_cost):
+    import torch
+
+    kept = []
+
+    def two_then_one():  # 4 MiB, 8 MiB live at once, 4 MiB left at the end
+        a = torch.ones(2**20)
+        kept.append(torch.ones(2**20))
+        del a
+
+    peak, end = step_cost.live_peak_bytes(two_then_one)
+    assert (peak, end) == (8 * 2**20, 4 * 2**20)
+    w = torch.nn.Parameter(torch.zeros(1000))
+    opt = torch.optim.AdamW([w])
+    w.grad = torch.ones(1000)
+    opt.step()
+    assert step_cost.state_bytes(opt) == 2 * 4000 + 4  # two moments and the step count
+
+
 @pytest.mark.slow
 def test_gpu_script_dry_run_fills_every_section(smoke_task_dir, tmp_path):
     log = tmp_path / "log"

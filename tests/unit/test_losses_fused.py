@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from irlalign.losses import causal_logps, iq_terms, iqlearn_offline_loss, sft_entropy_loss, sft_loss
-from irlalign.losses.fused import can_fuse
+from irlalign.losses.fused import action_rows, can_fuse, kept
 from irlalign.losses.fused_losses import fused_iq_loss, fused_sft_loss
 
 B, L, D, V, EOS = 3, 9, 8, 13, 2
@@ -80,11 +80,26 @@ def test_fused_iq_terms_are_the_checkpointed_terms():
     ids, cm = _batch()
     _, metrics, terms = fused_iq_loss(h, ids, cm, head, eos_id=EOS, lam=0.7, chunk_tokens=4)
     ref = iq_terms(h, ids, cm, head, eos_id=EOS)
-    for name in ("logp", "v", "v_next", "r_hat"):
-        torch.testing.assert_close(getattr(terms, name), getattr(ref, name).detach())
+    assert torch.equal(terms.mask, ref.mask) and ref.mask.any() and not ref.mask.all()
+    for name in ("logp", "v", "v_next", "r_hat"):  # on the response: no head work elsewhere
+        got, want = (
+            torch.where(ref.mask, x, 0.0) for x in (getattr(terms, name), getattr(ref, name))
+        )
+        torch.testing.assert_close(got, want.detach())
     _, ref_metrics = iqlearn_offline_loss(ref.logp, ref.r_hat, ref.mask, ref.td_mask, lam=0.7)
     for key, value in ref_metrics.items():
         torch.testing.assert_close(metrics[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_the_head_runs_on_response_actions_and_their_next_rows_only():
+    mask = torch.tensor([[False, True, True, False], [True, False, False, True]])
+    rows = action_rows(mask)  # (B, L): the last position scores no action
+    assert rows.tolist() == [[False, True, True, False, False], [True, False, False, True, False]]
+    ahead = action_rows(mask, look_ahead=True)
+    assert ahead.tolist() == [[False, True, True, True, False], [True, True, False, True, True]]
+    flat = torch.arange(10)
+    assert kept(flat, ahead).tolist() == [1, 2, 3, 5, 6, 8, 9]
+    assert kept(flat, None) is flat
 
 
 def test_only_a_plain_linear_head_with_gradients_is_fused():

@@ -179,29 +179,49 @@ def fused_token_loss(
     *,
     chunk_tokens: int = 4096,
     with_entropy: bool = False,
+    keep: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
     """Σ over chunks of ``chunk_loss`` on the rows of ``hidden`` (B, T, d) flattened to B·T,
     ``actions`` (B, T) the token scored at each row, ``head`` a plain `nn.Linear` (`can_fuse`).
 
+    ``keep`` (B, T) bool, when given: only those rows go through the head, in order (prompt and
+    padding rows cost no vocabulary work); ``chunk_loss``'s row indices and look-ahead row then
+    refer to the kept rows (see :func:`kept`), so keep the row after every row whose term reads it.
+
     ``chunk_loss`` must return the loss of its rows' terms only, each term normalised by a constant
     fixed before the call, so the chunks sum to the whole loss. Returns ``(loss, q, v, entropy)``:
     the differentiable scalar loss and the detached (B, T) fp32 statistics (entropy None unless
-    ``with_entropy``), from which metrics are computed without another pass.
+    ``with_entropy``; 0 at rows not kept), from which metrics are computed without another pass.
     """
     if chunk_tokens < 1:
         raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
     b, t, d = hidden.shape
+    rows, acts = hidden.reshape(b * t, d), actions.reshape(b * t)
+    if keep is not None:
+        rows, acts = kept(rows, keep), kept(acts, keep)
     loss, stats = _FusedHeadLoss.apply(
-        hidden.reshape(b * t, d),
-        head.weight,
-        head.bias,
-        actions.reshape(b * t),
-        chunk_loss,
-        chunk_tokens,
-        with_entropy,
+        rows, head.weight, head.bias, acts, chunk_loss, chunk_tokens, with_entropy
     )
+    if keep is not None:
+        every = stats.new_zeros(3, b * t)
+        every[:, keep.reshape(-1)] = stats
+        stats = every
     q, v, ent = (s.reshape(b, t) for s in stats)
     return loss, q, v, (ent if with_entropy else None)
+
+
+def kept(flat: Tensor, keep: Tensor | None) -> Tensor:
+    """The rows of a flat (B·T, ...) tensor that ``keep`` (B, T) selects, as the fused pass sees
+    them (all rows when ``keep`` is None)."""
+    return flat if keep is None else flat[keep.reshape(-1)]
+
+
+def action_rows(mask: Tensor, look_ahead: bool = False) -> Tensor:
+    """The (B, L) rows a loss over the actions ``mask`` (B, L − 1) reads: each action's row and,
+    with ``look_ahead``, the row after it (s_{t+1}, for V(s_{t+1}))."""
+    none = torch.zeros_like(mask[:, :1], dtype=torch.bool)
+    rows = torch.cat([mask.bool(), none], dim=1)
+    return rows | torch.cat([none, rows[:, :-1]], dim=1) if look_ahead else rows
 
 
 def flat_action_rows(x: Tensor) -> Tensor:

@@ -11,7 +11,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from irlalign.losses.fused import ChunkLoss, flat_action_rows, fused_token_loss, next_row
+from irlalign.losses.fused import (
+    ChunkLoss,
+    action_rows,
+    flat_action_rows,
+    fused_token_loss,
+    kept,
+    next_row,
+)
 from irlalign.losses.iqlearn import implicit_rewards, iqlearn_offline_loss
 from irlalign.losses.ops import IQTerms, _shifted_actions, action_masks, iq_terms_from_stats
 from irlalign.losses.sft import Metrics, normaliser, sft_entropy_loss, sft_loss
@@ -32,7 +39,8 @@ def fused_sft_loss(
     (B, L)."""
     mask = completion_mask[:, 1:].bool()
     n = normaliser(mask, num_items)
-    rows = flat_action_rows(mask)
+    keep = action_rows(mask)  # the head runs on response actions only
+    rows = kept(flat_action_rows(mask), keep)
 
     def chunk(q: Tensor, v: Tensor, ent: Tensor | None, lo: int, hi: int) -> Tensor:
         k = hi - lo
@@ -43,7 +51,13 @@ def fused_sft_loss(
 
     actions = _shifted_actions(input_ids)
     loss, q, v, ent = fused_token_loss(
-        hidden, actions, head, chunk, chunk_tokens=chunk_tokens, with_entropy=entropy_beta > 0
+        hidden,
+        actions,
+        head,
+        chunk,
+        chunk_tokens=chunk_tokens,
+        with_entropy=entropy_beta > 0,
+        keep=keep,
     )
     logp = (q - v)[:, :-1]
     with torch.no_grad():  # the metrics, from the pass's detached statistics
@@ -55,10 +69,10 @@ def fused_sft_loss(
     return loss, metrics
 
 
-def _iq_chunk(masks: tuple[Tensor, Tensor, Tensor], n, lam: float, gamma: float) -> ChunkLoss:
+def _iq_chunk(masks: tuple[Tensor, Tensor, Tensor], keep, n, lam: float, gamma: float) -> ChunkLoss:
     """Eq. (14) on the rows [lo, hi) of the fused pass; ``masks`` (mask, td_mask, terminal) as
-    flat rows, ``n`` the whole batch's normaliser."""
-    m, u, term = (flat_action_rows(x) for x in masks)
+    the kept rows, ``n`` the whole batch's normaliser."""
+    m, u, term = (kept(flat_action_rows(x), keep) for x in masks)
 
     def chunk(q: Tensor, v: Tensor, _ent: Tensor | None, lo: int, hi: int) -> Tensor:
         k = hi - lo
@@ -85,13 +99,17 @@ def fused_iq_loss(
     """Eq. (14), :func:`~irlalign.losses.iqlearn.iqlearn_offline_loss` of the terms
     :func:`~irlalign.losses.ops.iq_terms` would build (τ = 1, V = logsumexp), in one pass.
 
-    Returns the loss, its metrics and the detached terms (for sequence-level logging)."""
+    Returns the loss, its metrics and the detached terms (for sequence-level logging), which are
+    those of ``iq_terms`` on the response actions (``terms.mask``); the head does not run on other
+    positions, where they are not meaningful."""
     mask, terminal, truncated = action_masks(input_ids, completion_mask, eos_id)
     td_mask = mask & ~truncated if drop_truncated else mask
     n = normaliser(mask, num_items)
-    chunk = _iq_chunk((mask, td_mask, terminal), n, lam, gamma)
+    # each response action's row and the next one (V(s_{t+1})): no vocabulary work elsewhere
+    keep = action_rows(mask, look_ahead=True)
+    chunk = _iq_chunk((mask, td_mask, terminal), keep, n, lam, gamma)
     loss, q, v_all, _ = fused_token_loss(
-        hidden, _shifted_actions(input_ids), head, chunk, chunk_tokens=chunk_tokens
+        hidden, _shifted_actions(input_ids), head, chunk, chunk_tokens=chunk_tokens, keep=keep
     )
     rules = {"eos_id": eos_id, "gamma": gamma, "drop_truncated": drop_truncated}
     terms = iq_terms_from_stats((q - v_all)[:, :-1], v_all, input_ids, completion_mask, **rules)
