@@ -72,7 +72,8 @@ def eq12_grads(u, c, a, w, lse, g1, g2, args) -> tuple[Tensor, Tensor]:
         bw = beta * ww
         g2 = g2.to(c.dtype)
         rho = (u - c.unsqueeze(-1)).mul_(bw.unsqueeze(-1)).sub_(lse.unsqueeze(-1)).exp_()
-        grad_w = grad_w + g2 * beta * (rho * (u - c.unsqueeze(-1))).sum(-1)
+        # Σ_v ρ_v (u_v − c) as Σ ρ·u − c·Σ ρ: no (rows, V) temporaries
+        grad_w = grad_w + g2 * beta * (_row_dot(rho, u) - c * rho.sum(-1))
         grad = rho.mul_((g2 * bw).unsqueeze(-1))  # ∂L/∂Q without the taken-token term
         total = total + g2 * bw
         if ptq:
@@ -83,9 +84,14 @@ def eq12_grads(u, c, a, w, lse, g1, g2, args) -> tuple[Tensor, Tensor]:
         grad = torch.zeros_like(u)
     grad.scatter_add_(-1, a.unsqueeze(-1), (g1 * ww).unsqueeze(-1))
     if ptq:  # through Q = u − logsumexp u (above: ∂L/∂u = ∂L/∂Q − π·Σ ∂L/∂Q), then u = α·softmax(z)
-        s = torch.linalg.vecdot(u, grad).unsqueeze(-1) / alpha
+        s = _row_dot(u, grad).unsqueeze(-1) / alpha
         grad = grad.sub_(s).mul_(u)
     return grad, grad_w
+
+
+def _row_dot(x: Tensor, y: Tensor) -> Tensor:
+    """Σ_v x_v·y_v per row, as a batched product: no (rows, V) temporary for x·y."""
+    return (x.unsqueeze(-2) @ y.unsqueeze(-1)).reshape(x.shape[:-1])
 
 
 def _softmax_q(u: Tensor, c: Tensor) -> Tensor:

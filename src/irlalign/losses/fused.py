@@ -126,6 +126,7 @@ def fused_head_pass(hidden, weight, bias, block_grad: BlockGrad, chunk_tokens: i
             else:
                 grad_w.addmm_(g.t(), h.to(weight.dtype))
         total += loss
+        del z, g  # before the next block's logits exist: one block's (rows, V) tensors at a time
     return total, grad_h, grad_w, grad_b
 
 

@@ -61,13 +61,14 @@ def pad_id(tokenizer, model: torch.nn.Module | None = None) -> int:
     return int(pad) if pad is not None else eos_id(tokenizer, model)
 
 
-def chunk_rows(chunk_tokens: int | None, model: torch.nn.Module) -> int:
-    """Rows per vocabulary chunk: the config's value, or (None) as many as keep one fp32
-    (rows, V) block within `CHUNK_ELEMENTS`, so memory does not grow with the vocabulary."""
+def chunk_rows(chunk_tokens: int | None, model: torch.nn.Module, blocks: int = 1) -> int:
+    """Rows per vocabulary chunk: the config's value, or (None) as many as keep the ``blocks``
+    fp32 (rows, V) blocks a pass holds at once within `CHUNK_ELEMENTS`, so memory does not grow
+    with the vocabulary."""
     if chunk_tokens is not None:
         return chunk_tokens
     vocab = unwrap(model).get_output_embeddings().weight.shape[0]
-    return max(1, CHUNK_ELEMENTS // vocab)
+    return max(1, CHUNK_ELEMENTS // (vocab * blocks))
 
 
 def hidden_and_head(model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor):

@@ -190,7 +190,7 @@ def ava_objective(model, batch, cfg: AVAConfig, objective: Objective):
         head, hidden = head.linear, hidden.to(head.linear.weight.dtype)
     if cfg.fused_head and torch.is_grad_enabled() and can_use(head):
         ids, cm, rules = batch["input_ids"], batch["completion_mask"], term_rules(cfg)
-        chunk = chunk_rows(cfg.chunk_tokens, model)
+        chunk = chunk_rows(cfg.chunk_tokens, model, blocks=2)  # u and its gradient at once
         return fused_ava_loss(
             hidden, ids, cm, head, reward, objective, rules, weights=weights, chunk_tokens=chunk
         )
