@@ -95,9 +95,9 @@ def fused_head_pass(hidden, weight, bias, block_grad: BlockGrad, chunk_tokens: i
     n = hidden.shape[0]
     # in the head's dtype, as autograd accumulates a weight used in several blocks
     grad_h = torch.zeros(hidden.shape, dtype=weight.dtype, device=hidden.device)
-    # written by the first block's product (filling a (V, d) buffer with zeros first costs a pass
-    # over it); zeroed only when there are no rows
-    grad_w = None  # none at all for a frozen head (LoRA): it would be a (V, d) buffer of zeros
+    # written by the first block's product (zero-filling a (V, d) buffer costs a pass over it),
+    # zeroed only when there are no rows; none at all for a frozen head (LoRA)
+    grad_w = None
     if needs[1]:
         grad_w = torch.empty_like(weight, memory_format=torch.contiguous_format)
         if n == 0:
@@ -109,8 +109,7 @@ def fused_head_pass(hidden, weight, bias, block_grad: BlockGrad, chunk_tokens: i
         hi = min(lo + chunk_tokens, n)
         end = min(hi + 1, n)  # one look-ahead row
         h = hidden[lo:end]
-        # fp32 statistics of the head's own-dtype logits, as token_stats computes them (fp64
-        # stays fp64, for exactness tests)
+        # fp32 statistics of the own-dtype logits, as token_stats computes them (fp64 stays fp64)
         z = nn.functional.linear(h, weight, bias)
         loss, g = block_grad(z if z.dtype == torch.float64 else z.float(), lo, hi, end)
         if grad_b is not None and needs[2]:

@@ -49,16 +49,8 @@ def fused_sft_loss(
             return sft_loss(logp, rows[lo:hi], num_items=n)[0]
         return sft_entropy_loss(logp, ent[:k], rows[lo:hi], beta=entropy_beta, num_items=n)[0]
 
-    actions = _shifted_actions(input_ids)
-    loss, q, v, ent = fused_token_loss(
-        hidden,
-        actions,
-        head,
-        chunk,
-        chunk_tokens=chunk_tokens,
-        with_entropy=entropy_beta > 0,
-        keep=keep,
-    )
+    opts = {"chunk_tokens": chunk_tokens, "with_entropy": entropy_beta > 0, "keep": keep}
+    loss, q, v, ent = fused_token_loss(hidden, _shifted_actions(input_ids), head, chunk, **opts)
     logp = (q - v)[:, :-1]
     with torch.no_grad():  # the metrics, from the pass's detached statistics
         if ent is not None:

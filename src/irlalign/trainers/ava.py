@@ -72,7 +72,9 @@ class AVAConfig:
     # log σ(Δ) instead of Eq. 18's literal σ(Δ), which saturates on badly mis-ordered pairs
     cer_log: bool = False
     chosen_only: bool = False  # preference data: AVA-d on the chosen half (Table 1 last row)
-    chunk_tokens: int | None = None  # rows per vocabulary chunk; None: sized by V (chunk_rows)
+    # rows per vocabulary chunk; None: sized by V (chunk_rows), halved in the fused pass, which
+    # holds two (rows, V) blocks at once
+    chunk_tokens: int | None = None
     # training: Eq. 12's head and its gradient in one pass over the vocabulary (three products
     # per chunk instead of four; the same numbers) when the Q head is a plain linear layer
     fused_head: bool = True
