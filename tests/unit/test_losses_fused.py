@@ -164,3 +164,30 @@ def test_a_frozen_head_gets_no_gradient_and_the_hidden_states_the_same_one():
     fused_iq_loss(h, ids, cm, head, eos_id=EOS, lam=0.7, chunk_tokens=4)[0].mul(2.5).backward()
     assert head.weight.grad is None
     torch.testing.assert_close(h.grad, want[1], rtol=1e-5, atol=1e-6)
+
+
+def test_a_tied_embedding_gradient_is_added_into_the_pass_buffer(monkeypatch):
+    """With tied embeddings the pass's (V, d) weight gradient becomes the parameter's .grad and
+    the embedding's gradient is added into it: no third (V, d) tensor, the same values."""
+    import irlalign.losses.fused as fused
+
+    buffers = []
+
+    def spy(ctx, grad_total):
+        out = scaled_head_grads(ctx, grad_total)
+        buffers.append(out[1].data_ptr())
+        return out
+
+    scaled_head_grads = fused.scaled_head_grads
+    monkeypatch.setattr(fused, "scaled_head_grads", spy)
+    torch.manual_seed(0)
+    head = nn.Linear(D, V, bias=False)
+    ids, cm = _batch()
+    grads = []
+    for path in (_reference, _fused):
+        head.weight.grad = None
+        hidden = nn.functional.embedding(ids, head.weight).tanh()  # the tied input embedding
+        path("sft", hidden, ids, cm, head, 4).backward()
+        grads.append(head.weight.grad)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-6)
+    assert buffers == [grads[1].data_ptr()]
