@@ -196,9 +196,7 @@ def fused_token_loss(
     if chunk_tokens < 1:
         raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
     b, t, d = hidden.shape
-    rows, acts = hidden.reshape(b * t, d), actions.reshape(b * t)
-    if keep is not None:
-        rows, acts = kept(rows, keep), kept(acts, keep)
+    rows, acts = kept(hidden.reshape(b * t, d), keep), kept(actions.reshape(b * t), keep)
     loss, stats = _FusedHeadLoss.apply(
         rows, head.weight, head.bias, acts, chunk_loss, chunk_tokens, with_entropy
     )
